@@ -1,0 +1,34 @@
+"""cnnzoo: faithful, runnable reproductions of the landmark CNN papers."""
+
+from cnnzoo.card import ModelCard, PublishedError
+from cnnzoo.errors import CnnzooError, InputShapeError, ModelNotFoundError, PluginError
+from cnnzoo.protocol import AuxLogits, ClassifierNet, FeatureInfo
+from cnnzoo.registry import create_model, list_models, model_card, refresh, variant
+
+__all__ = [
+    "AuxLogits",
+    "ClassifierNet",
+    "CnnzooError",
+    "FeatureInfo",
+    "ImageClassifier",
+    "InputShapeError",
+    "ModelCard",
+    "ModelNotFoundError",
+    "PluginError",
+    "PublishedError",
+    "create_model",
+    "list_models",
+    "model_card",
+    "refresh",
+    "variant",
+]
+
+
+def __getattr__(name: str):
+    # The Lightning module is imported on first use: plugins and `list_models` never pay
+    # for importing Lightning.
+    if name == "ImageClassifier":
+        from cnnzoo.module import ImageClassifier
+
+        return ImageClassifier
+    raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")

@@ -1,0 +1,48 @@
+"""Model cards: what a paper says about a model, kept in code next to the model.
+
+A card holds the paper's own figures (parameters, error rates, input size) so that
+every measured figure in cnnzoo can be written next to the published one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PublishedError:
+    """One published error rate: on which data, with which evaluation, and where it is printed."""
+
+    dataset: str
+    top1: float | None = None  # percent
+    top5: float | None = None  # percent
+    evaluation: str = "single crop"
+    source: str = ""  # table or section of the paper
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The facts of one model variant, as its paper reports them."""
+
+    paper: str
+    authors: str
+    year: int
+    url: str
+    input_size: tuple[int, int, int]  # (channels, height, width) the paper trains at
+    num_classes: int
+    published_params: int | None = None
+    params_source: str = ""
+    published_errors: tuple[PublishedError, ...] = ()
+    recipe: str | None = None  # name of the default recipe (a YAML file of the arch package)
+    aux_loss_weight: float = 0.0  # weight of auxiliary classifiers' losses, where the paper has them
+    fixed_input_size: bool = False  # True where the paper's head only fits its own input size
+    min_input_size: int | None = None  # smallest height/width the network accepts
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def best_error(self) -> PublishedError | None:
+        return self.published_errors[0] if self.published_errors else None

@@ -1,0 +1,218 @@
+"""The core LightningModule: trains, evaluates and predicts with any registered model.
+
+It owns the loss (label smoothing, auxiliary classifiers weighted as their paper did), the
+paper's optimiser and schedule, and top-1/top-5 error. It knows nothing of any one
+architecture: everything it needs comes through the model protocol and the model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+
+from cnnzoo.errors import CnnzooError
+from cnnzoo.metrics import TopKError
+from cnnzoo.optim import OptimizerSpec, ScheduleSpec, build_optimizer, build_scheduler, step_scheduler
+from cnnzoo.protocol import AuxLogits
+from cnnzoo.registry import create_model
+
+MONITOR = "val/top1_error"
+_VERSIONED = ("cnnzoo", "torch", "torchvision", "lightning", "timm")
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for dist in _VERSIONED:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+class ImageClassifier(L.LightningModule):
+    """Image classification with a registered cnnzoo model.
+
+    Args:
+        arch: registry name of the model (`cnnzoo models` lists them).
+        num_classes, in_chans: default to the data module's (linked by the CLI) or the paper's.
+        model_kwargs: the variant's own arguments (only what its paper varied).
+        optimizer, schedule: the paper's optimisation, see `OptimizerSpec` and `ScheduleSpec`.
+        label_smoothing: Inception-v3's label-smoothing regulariser (0.1 there).
+        aux_loss_weight: weight of auxiliary classifiers' losses; None takes the card's (0.3
+            for GoogLeNet).
+        channels_last: train in NHWC memory layout (faster convolutions on GPUs).
+        compile: run the model through `torch.compile`.
+    """
+
+    def __init__(
+        self,
+        arch: str = "lenet5",
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        optimizer: OptimizerSpec | None = None,
+        schedule: ScheduleSpec | None = None,
+        label_smoothing: float = 0.0,
+        aux_loss_weight: float | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        optimizer = optimizer or OptimizerSpec()
+        schedule = schedule or ScheduleSpec()
+        self.save_hyperparameters(
+            {
+                "arch": arch,
+                "num_classes": num_classes,
+                "in_chans": in_chans,
+                "model_kwargs": dict(model_kwargs or {}),
+                "optimizer": dataclasses.asdict(optimizer),
+                "schedule": dataclasses.asdict(schedule),
+                "label_smoothing": label_smoothing,
+                "aux_loss_weight": aux_loss_weight,
+                "channels_last": channels_last,
+                "compile": compile,
+            }
+        )
+        self.optimizer_spec = optimizer
+        self.schedule_spec = schedule
+        self.model = create_model(arch, num_classes, in_chans, **(model_kwargs or {}))
+        self.card = self.model.card
+        self.aux_loss_weight = (
+            aux_loss_weight if aux_loss_weight is not None else self.card.aux_loss_weight
+        )
+        self.label_smoothing = label_smoothing
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # Compiled forward kept outside the module tree so state-dict keys stay the model's.
+        self._forward = torch.compile(self.model) if compile else self.model
+        classes = self.model.num_classes
+        self.metrics = torch.nn.ModuleDict(
+            {
+                f"{stage}_top{k}": TopKError(classes, top_k=k)
+                for stage in ("train", "val", "test")
+                for k in (1, 5)
+                if k < classes
+            }
+        )
+
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: str = "cpu") -> ImageClassifier:
+        """Load a trained classifier from a checkpoint, without its training config."""
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(x)
+
+    def _loss(self, output: torch.Tensor | AuxLogits, target: torch.Tensor) -> torch.Tensor:
+        if isinstance(output, AuxLogits):
+            loss = F.cross_entropy(output.logits, target, label_smoothing=self.label_smoothing)
+            for aux in output.aux_logits:
+                aux_loss = F.cross_entropy(aux, target, label_smoothing=self.label_smoothing)
+                loss = loss + self.aux_loss_weight * aux_loss
+            return loss
+        return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+
+    def _update_metrics(self, stage: str, logits: torch.Tensor, target: torch.Tensor) -> None:
+        for k in (1, 5):
+            name = f"{stage}_top{k}"
+            if name in self.metrics:
+                metric = self.metrics[name]
+                metric.update(logits, target)
+                self.log(f"{stage}/top{k}_error", metric, on_step=False, on_epoch=True)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        images, target = batch
+        output = self(images)
+        loss = self._loss(output, target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}). Lower the learning rate "
+                f"or check the inputs; the last checkpoint before this step is intact."
+            )
+        logits = output.logits if isinstance(output, AuxLogits) else output
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        self._update_metrics("train", logits.detach(), target)
+        return loss
+
+    def _evaluate(self, batch, stage: str) -> torch.Tensor:
+        images, target = batch
+        log_probs = self.predict_log_probs(images)
+        loss = F.nll_loss(log_probs, target)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", on_epoch=True)
+        self._update_metrics(stage, log_probs, target)
+        return log_probs
+
+    def predict_log_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Log class probabilities; a 5-D batch (N, crops, C, H, W) averages the crops'
+        softmax outputs, as AlexNet's 10-crop and GoogLeNet's 144-crop tests do."""
+        if images.ndim == 5:
+            batch, crops = images.shape[:2]
+            logits = self(images.flatten(0, 1))
+            probs = logits.softmax(dim=-1).view(batch, crops, -1).mean(dim=1)
+            return probs.clamp_min(1e-12).log()
+        return self(images).log_softmax(dim=-1)
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        probs = self.predict_log_probs(images).exp()
+        top = probs.topk(min(5, probs.shape[-1]), dim=-1)
+        return {"probs": probs, "top_classes": top.indices, "top_probs": top.values}
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model, self.optimizer_spec)
+        trainer = self.trainer
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs)
+        scheduler = build_scheduler(
+            optimizer, self.schedule_spec, max_epochs, int(steps_per_epoch), MONITOR
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        step_scheduler(
+            scheduler,
+            self.schedule_spec.interval,
+            epoch=self.current_epoch,
+            global_step=self.global_step,
+            metric=metric,
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["cnnzoo"] = {
+            "arch": self.hparams.arch,
+            "card": self.card.to_dict(),
+            "versions": _versions(),
+            # The RNG states make a resumed run draw the same dropout masks and augmentations.
+            "rng_states": _collect_rng_states(include_cuda=torch.cuda.is_available()),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("cnnzoo", {})
+        arch = saved.get("arch", checkpoint.get("hyper_parameters", {}).get("arch"))
+        if arch is not None and arch != self.hparams.arch:
+            raise CnnzooError(
+                f"the checkpoint holds a {arch!r} model, not {self.hparams.arch!r}. Pass "
+                f"--model.arch {arch}, or a checkpoint of {self.hparams.arch!r}."
+            )
+        if "rng_states" in saved:
+            _set_rng_states(saved["rng_states"])

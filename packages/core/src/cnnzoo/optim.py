@@ -1,0 +1,132 @@
+"""The papers' optimisers and learning-rate schedules, built on timm and torch.
+
+Weight decay is kept off biases and normalisation parameters (timm's parameter groups).
+The schedules are timm's (step, multi-step, cosine with warm-up) plus torch's
+ReduceLROnPlateau for the papers' "divide the rate by 10 when the validation error stops
+improving" (AlexNet §5, VGG §3.1, ZFNet §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+
+# Our names for the papers' optimisers -> timm's optimiser names.
+_TIMM_OPTIMIZERS = {
+    ("sgd", False): "momentum",  # timm calls plain momentum SGD "momentum"
+    ("sgd", True): "nesterov",
+    ("rmsprop", False): "rmsprop",
+    ("rmsprop_tf", False): "rmsproptf",  # TensorFlow's RMSProp, as Inception-v3 trained with
+    ("adamw", False): "adamw",
+}
+
+
+@dataclass
+class OptimizerSpec:
+    """An optimiser as a paper states it."""
+
+    name: Literal["sgd", "rmsprop", "rmsprop_tf", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    decay_norm_and_bias: bool = False  # the papers before BatchNorm decayed every weight
+    eps: float | None = None  # RMSProp's epsilon (Inception-v3: 1.0)
+    alpha: float | None = None  # RMSProp's decay (Inception-v3: 0.9)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
+
+
+@dataclass
+class ScheduleSpec:
+    """A learning-rate schedule; epochs may be fractional when `interval` is "step"."""
+
+    name: Literal["constant", "step", "multistep", "cosine", "plateau"] = "constant"
+    decay_rate: float = 0.1
+    decay_epochs: float = 30  # step: decay every this many epochs
+    milestones: list[float] = field(default_factory=list)  # multistep: decay at these epochs
+    warmup_epochs: float = 0
+    warmup_lr: float = 1e-5
+    min_lr: float = 0.0
+    patience: int = 5  # plateau: epochs without improvement before dividing
+    threshold: float = 1e-4  # plateau: smallest change of the error that counts
+    interval: Literal["epoch", "step"] = "epoch"  # update the rate per epoch or per iteration
+
+
+def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
+    key = (spec.name, spec.nesterov)
+    if key not in _TIMM_OPTIMIZERS:
+        raise ValueError(
+            f"optimizer {spec.name!r} with nesterov={spec.nesterov} is not supported; "
+            f"choose sgd (with or without nesterov), rmsprop, rmsprop_tf or adamw."
+        )
+    extra: dict[str, object] = {}
+    if spec.name.startswith("rmsprop"):
+        extra.update({k: v for k, v in (("eps", spec.eps), ("alpha", spec.alpha)) if v is not None})
+    if spec.name == "adamw":
+        extra["betas"] = spec.betas
+    return create_optimizer_v2(
+        model,
+        opt=_TIMM_OPTIMIZERS[key],
+        lr=spec.lr,
+        weight_decay=spec.weight_decay,
+        momentum=spec.momentum,
+        filter_bias_and_bn=not spec.decay_norm_and_bias,
+        **extra,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    spec: ScheduleSpec,
+    max_epochs: int,
+    steps_per_epoch: int,
+    monitor: str,
+) -> dict | None:
+    """A Lightning lr-scheduler config dict, or None for a constant rate without warm-up."""
+    if spec.name == "constant" and spec.warmup_epochs == 0:
+        return None
+    if spec.name == "plateau":
+        if spec.warmup_epochs:
+            raise ValueError("the plateau schedule has no warm-up; set warmup_epochs: 0.")
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=spec.decay_rate,
+            patience=spec.patience,
+            threshold=spec.threshold,
+            threshold_mode="abs",
+            min_lr=spec.min_lr,
+        )
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": monitor, "strict": True}
+    per_step = spec.interval == "step"
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=spec.name,
+        num_epochs=max_epochs,
+        decay_epochs=spec.decay_epochs,
+        decay_milestones=list(spec.milestones),
+        decay_rate=spec.decay_rate,
+        min_lr=spec.min_lr,
+        warmup_lr=spec.warmup_lr,
+        warmup_epochs=spec.warmup_epochs,
+        step_on_epochs=not per_step,
+        updates_per_epoch=steps_per_epoch if per_step else 0,
+    )
+    return {"scheduler": scheduler, "interval": spec.interval}
+
+
+def step_scheduler(scheduler: object, interval: str, epoch: int, global_step: int, metric=None):
+    """Advance a torch or timm scheduler the way each expects."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(metric)
+    elif isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+        scheduler.step()
+    elif interval == "step":
+        scheduler.step_update(num_updates=global_step)  # timm: per-iteration schedules
+    else:
+        scheduler.step(epoch=epoch + 1)  # timm: the rate for the epoch about to start

@@ -1,0 +1,94 @@
+"""The one protocol every cnnzoo model speaks (ARCHITECTURE.md §2).
+
+`forward(x)` gives logits; a model with auxiliary classifiers (GoogLeNet, Inception-v3)
+gives `AuxLogits` while training. `forward_features` gives the last feature map,
+`forward_head` turns it into logits, `reset_classifier` swaps the classifier, and
+`feature_info` names each stage's module with its channels and stride, which is all a
+detection neck or a visualisation needs to know of a network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from cnnzoo.card import ModelCard
+from cnnzoo.errors import InputShapeError
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One stage's output: the module that produces it, its channels and its stride."""
+
+    module: str  # dotted name inside the model, e.g. "features.c3"
+    channels: int
+    stride: int  # total downsampling from the input
+
+
+class AuxLogits(NamedTuple):
+    """Training-time output of models with auxiliary classifiers."""
+
+    logits: torch.Tensor
+    aux_logits: tuple[torch.Tensor, ...]
+
+
+class ClassifierNet(nn.Module):
+    """Base class of every cnnzoo model.
+
+    Subclasses set `num_classes`, `in_chans` and `feature_info`, and implement
+    `forward_features`, `forward_head` and `reset_classifier`. The registry attaches the
+    variant's `card` and `name`.
+    """
+
+    num_classes: int
+    in_chans: int
+    feature_info: list[FeatureInfo]
+    card: ModelCard | None = None
+    name: str = ""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.forward_head(self.forward_features(x))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Fail early, saying what to do, on input the network cannot take."""
+        name = self.name or type(self).__name__
+        if x.ndim != 4:
+            raise InputShapeError(
+                f"{name} takes a batch of images shaped (N, C, H, W); got a tensor of shape "
+                f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for one image."
+            )
+        if x.shape[1] != self.in_chans:
+            raise InputShapeError(
+                f"{name} was built for {self.in_chans}-channel images but got {x.shape[1]} "
+                f"channels. Build it with in_chans={x.shape[1]}, or convert the images "
+                f"(grayscale <-> RGB) to {self.in_chans}."
+            )
+        card = self.card
+        if card is None:
+            return
+        height, width = x.shape[-2:]
+        if card.fixed_input_size and (height, width) != tuple(card.input_size[1:]):
+            raise InputShapeError(
+                f"{name} only takes {card.input_size[1]}x{card.input_size[2]} images (its "
+                f"classifier is sized for them, as in the paper); got {height}x{width}. "
+                f"Resize or pad the images to {card.input_size[1]}x{card.input_size[2]}."
+            )
+        if card.min_input_size is not None and min(height, width) < card.min_input_size:
+            raise InputShapeError(
+                f"{name} needs images of at least {card.min_input_size}x{card.min_input_size}; "
+                f"got {height}x{width}. Resize them up (the paper used "
+                f"{card.input_size[1]}x{card.input_size[2]})."
+            )
