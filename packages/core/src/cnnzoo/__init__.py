@@ -1,7 +1,13 @@
 """cnnzoo: faithful, runnable reproductions of the landmark CNN papers."""
 
 from cnnzoo.card import ModelCard, PublishedError
-from cnnzoo.errors import CnnzooError, InputShapeError, ModelNotFoundError, PluginError
+from cnnzoo.errors import (
+    CnnzooError,
+    DatasetError,
+    InputShapeError,
+    ModelNotFoundError,
+    PluginError,
+)
 from cnnzoo.protocol import AuxLogits, ClassifierNet, FeatureInfo
 from cnnzoo.registry import create_model, list_models, model_card, refresh, variant
 
@@ -9,6 +15,7 @@ __all__ = [
     "AuxLogits",
     "ClassifierNet",
     "CnnzooError",
+    "DatasetError",
     "FeatureInfo",
     "ImageClassifier",
     "InputShapeError",

@@ -18,3 +18,7 @@ class PluginError(CnnzooError, RuntimeError):
 
 class InputShapeError(CnnzooError, ValueError):
     """Images of a shape or channel count the model cannot take."""
+
+
+class DatasetError(CnnzooError, FileNotFoundError):
+    """A dataset that is missing, laid out wrongly or corrupt."""

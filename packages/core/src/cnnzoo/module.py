@@ -12,6 +12,7 @@ import importlib.metadata
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
@@ -24,6 +25,22 @@ from cnnzoo.registry import create_model
 
 MONITOR = "val/top1_error"
 _VERSIONED = ("cnnzoo", "torch", "torchvision", "lightning", "timm")
+
+
+def _rng_states() -> dict[str, Any]:
+    """torch, numpy and Python RNG states in types that `torch.load(weights_only=True)` reads."""
+    states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+    name, keys, position, has_gauss, cached = states["numpy"]
+    states["numpy"] = (name, keys.tolist(), position, has_gauss, cached)
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    name, keys, position, has_gauss, cached = states["numpy"]
+    states = {**states, "numpy": (name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached)}
+    if "torch.cuda" in states and not torch.cuda.is_available():
+        states.pop("torch.cuda")
+    _set_rng_states(states)
 
 
 def _versions() -> dict[str, str]:
@@ -203,7 +220,7 @@ class ImageClassifier(L.LightningModule):
             "card": self.card.to_dict(),
             "versions": _versions(),
             # The RNG states make a resumed run draw the same dropout masks and augmentations.
-            "rng_states": _collect_rng_states(include_cuda=torch.cuda.is_available()),
+            "rng_states": _rng_states(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -215,4 +232,4 @@ class ImageClassifier(L.LightningModule):
                 f"--model.arch {arch}, or a checkpoint of {self.hparams.arch!r}."
             )
         if "rng_states" in saved:
-            _set_rng_states(saved["rng_states"])
+            _restore_rng_states(saved["rng_states"])

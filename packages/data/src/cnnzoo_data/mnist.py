@@ -1,0 +1,61 @@
+"""MNIST through torchvision: its downloader for online users, any local copy for others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnzoo.errors import DatasetError
+from torchvision.datasets import MNIST
+
+from cnnzoo_data.datamodule import ClassificationDataModule, Splits
+
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class MNISTDataModule(ClassificationDataModule):
+    """MNIST's 60,000 training and 10,000 test digits (the paper's setup for LeNet-5).
+
+    Args:
+        root: folder holding `MNIST/raw/` with the four IDX files (as torchvision lays it out).
+        download: fetch MNIST into `root` when it is not there.
+    """
+
+    num_classes = 10
+    in_chans = 1
+    classes = [str(d) for d in range(10)]
+    mean = (0.1307,)
+    std = (0.3081,)
+    default_image_size = 32
+    default_augmentation = "lenet"
+
+    def __init__(self, root: str = "data/mnist", download: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+        self.download = download
+
+    def prepare_data(self) -> None:
+        if self.download:
+            MNIST(self.root, train=True, download=True)
+            MNIST(self.root, train=False, download=True)
+
+    def load(self) -> Splits:
+        raw = Path(self.root) / "MNIST" / "raw"
+        missing = [name for name in RAW_FILES if not (raw / name).exists()]
+        if missing and not self.download:
+            raise DatasetError(
+                f"MNIST not found under {Path(self.root).resolve()}: expected the IDX files "
+                f"{', '.join(RAW_FILES)} in {raw}/ (missing: {', '.join(missing)}). "
+                f"Pass --data.download true to fetch them, or --data.root to point at a copy."
+            )
+        try:
+            return Splits(
+                train=MNIST(self.root, train=True, download=self.download),
+                test=MNIST(self.root, train=False, download=self.download),
+            )
+        except Exception as exc:
+            raise DatasetError(f"MNIST under {raw} could not be read ({exc}); the files may be corrupt.") from exc
