@@ -81,7 +81,8 @@ def test_two_gpu_split(paper_net, stage, split):
 
 
 def paper_response_norm(a: torch.Tensor, n=5, k=2.0, alpha=1e-4, beta=0.75) -> torch.Tensor:
-    """§3.3 written out: b_i = a_i / (k + alpha * sum over max(0, i-n/2)..min(N-1, i+n/2) of a_j^2)^beta."""
+    """§3.3 written out, one map at a time:
+    b_i = a_i / (k + alpha * sum of a_j^2 over j = max(0, i - n/2) .. min(N - 1, i + n/2))^beta."""
     maps = a.shape[1]
     b = torch.empty_like(a)
     for i in range(maps):

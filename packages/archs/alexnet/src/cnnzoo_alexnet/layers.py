@@ -42,4 +42,7 @@ class LocalResponseNorm(nn.Module):
         return normed.reshape(batch, channels, height, width)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+        return (
+            f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
+            f"groups={self.groups}"
+        )
