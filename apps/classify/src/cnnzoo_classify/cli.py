@@ -1,10 +1,10 @@
 """The `cnnzoo` command: LightningCLI around the core ImageClassifier and the data modules.
 
-    cnnzoo models [PATTERN]              the registered models and their papers' figures
-    cnnzoo recipes                       the installed recipes
-    cnnzoo fit --config lenet5_mnist     train with a paper's recipe (a name or a YAML path)
-    cnnzoo fit --model.arch alexnet --data ImageFolderDataModule --data.root /imagenet
-    cnnzoo test|validate|predict --config ... --ckpt_path runs/lenet5/checkpoints/last.ckpt
+cnnzoo models [PATTERN]              the registered models and their papers' figures
+cnnzoo recipes                       the installed recipes
+cnnzoo fit --config lenet5_mnist     train with a paper's recipe (a name or a YAML path)
+cnnzoo fit --model.arch alexnet --data ImageFolderDataModule --data.root /imagenet
+cnnzoo test|validate|predict --config ... --ckpt_path runs/lenet5/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -76,12 +76,18 @@ class CnnzooCLI(LightningCLI):
         for callback in config.trainer.callbacks or []:
             if getattr(callback, "class_path", "").endswith("ModelCheckpoint"):
                 if callback.init_args.get("dirpath") is None:
-                    callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+                    callback.init_args.dirpath = (
+                        f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+                    )
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True) or self.trainer.interrupted:
             return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        best = (
+            self.trainer.checkpoint_callback.best_model_path
+            if self.trainer.checkpoint_callback
+            else ""
+        )
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
 

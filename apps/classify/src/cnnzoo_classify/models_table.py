@@ -56,7 +56,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="cnnzoo models", description="List the registered models with their paper's figures."
     )
-    parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
+    parser.add_argument(
+        "pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'"
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     rows = model_rows(args.pattern)

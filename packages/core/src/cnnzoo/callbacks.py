@@ -22,7 +22,9 @@ def prediction_figure(images: torch.Tensor, target: torch.Tensor, predicted: tor
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, true, pred in zip(axes.flat, images, target.tolist(), predicted.tolist(), strict=False):
+    for ax, image, true, pred in zip(
+        axes.flat, images, target.tolist(), predicted.tolist(), strict=False
+    ):
         low, high = image.amin(), image.amax()
         shown = ((image - low) / (high - low + 1e-8)).permute(1, 2, 0).cpu().float().numpy()
         ax.imshow(shown.squeeze(-1) if shown.shape[-1] == 1 else shown, cmap="gray")

@@ -35,7 +35,9 @@ class ModelCard:
     params_source: str = ""
     published_errors: tuple[PublishedError, ...] = ()
     recipe: str | None = None  # name of the default recipe (a YAML file of the arch package)
-    aux_loss_weight: float = 0.0  # weight of auxiliary classifiers' losses, where the paper has them
+    aux_loss_weight: float = (
+        0.0  # weight of auxiliary classifiers' losses, where the paper has them
+    )
     fixed_input_size: bool = False  # True where the paper's head only fits its own input size
     min_input_size: int | None = None  # smallest height/width the network accepts
     notes: str = ""

@@ -19,7 +19,13 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.metrics import TopKError
-from cnnzoo.optim import OptimizerSpec, ScheduleSpec, build_optimizer, build_scheduler, step_scheduler
+from cnnzoo.optim import (
+    OptimizerSpec,
+    ScheduleSpec,
+    build_optimizer,
+    build_scheduler,
+    step_scheduler,
+)
 from cnnzoo.protocol import AuxLogits
 from cnnzoo.registry import create_model
 
@@ -37,7 +43,10 @@ def _rng_states() -> dict[str, Any]:
 
 def _restore_rng_states(states: dict[str, Any]) -> None:
     name, keys, position, has_gauss, cached = states["numpy"]
-    states = {**states, "numpy": (name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached)}
+    states = {
+        **states,
+        "numpy": (name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached),
+    }
     if "torch.cuda" in states and not torch.cuda.is_available():
         states.pop("torch.cuda")
     _set_rng_states(states)

@@ -31,7 +31,9 @@ def recipe_folders() -> list[Path]:
 
 def list_recipes() -> dict[str, Path]:
     """Recipe name -> YAML path, for every installed plugin."""
-    return {path.stem: path for folder in recipe_folders() for path in sorted(folder.glob("*.yaml"))}
+    return {
+        path.stem: path for folder in recipe_folders() for path in sorted(folder.glob("*.yaml"))
+    }
 
 
 def find_recipe(name: str) -> Path:

@@ -126,7 +126,9 @@ def create_model(
     """
     build = _load(name)
     for arg, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
     accepted = inspect.signature(build).parameters
     unknown = sorted(set(kwargs) - set(accepted))

@@ -30,7 +30,9 @@ def unpacked(archive: Path) -> Path:
     interrupted unpacking never leaves a half-filled cache behind.
     """
     stat = archive.stat()
-    key = hashlib.sha1(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    key = hashlib.sha1(
+        f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()
     name = archive.name.removesuffix(".gz").removesuffix(".tgz").removesuffix(".tar")
     target = cache_root() / "unpacked" / f"{name}-{key[:12]}"
     if target.is_dir():
@@ -45,5 +47,7 @@ def unpacked(archive: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if target.is_dir():  # another process unpacked it first
             return target
-        raise DatasetError(f"cannot unpack {archive}: {exc}. The archive may be truncated or corrupt.") from exc
+        raise DatasetError(
+            f"cannot unpack {archive}: {exc}. The archive may be truncated or corrupt."
+        ) from exc
     return target

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from cnnzoo.errors import DatasetError
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from cnnzoo_data.archive import is_archive, unpacked
-from cnnzoo_data.datamodule import ClassificationDataModule, Splits
-from cnnzoo_data.folder import find_classes, image_folder
+from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
+from cnnzoo_data.folder import decoded, find_classes
+
+
+def _in_memory(dataset: CIFAR10) -> TensorImages:
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return TensorImages(images, torch.tensor(dataset.targets), list(dataset.classes))
 
 
 class CIFAR10DataModule(ClassificationDataModule):
@@ -28,7 +34,18 @@ class CIFAR10DataModule(ClassificationDataModule):
 
     num_classes = 10
     in_chans = 3
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    classes = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     default_image_size = 32
@@ -62,15 +79,15 @@ class CIFAR10DataModule(ClassificationDataModule):
                     f"{type(self).__name__} expects {self.num_classes}: is this the right dataset?"
                 )
             self.classes = found
-            return Splits(train=image_folder(tree / "train", found), test=image_folder(tree / "test", found))
+            return Splits(train=decoded(tree / "train", found), test=decoded(tree / "test", found))
         if (Path(self.root) / self.pickle_folder).is_dir() or self.download:
             try:
-                return Splits(
-                    train=self.torchvision_dataset(self.root, train=True, download=self.download),
-                    test=self.torchvision_dataset(self.root, train=False, download=self.download),
-                )
+                train = self.torchvision_dataset(self.root, train=True, download=self.download)
+                test = self.torchvision_dataset(self.root, train=False, download=self.download)
             except RuntimeError as exc:
                 raise DatasetError(f"{self.root}/{self.pickle_folder}: {exc}") from exc
+            self.classes = list(train.classes)
+            return Splits(train=_in_memory(train), test=_in_memory(test))
         raise DatasetError(
             f"no {type(self).__name__.removesuffix('DataModule')} found at {Path(self.root).resolve()}. "
             f"Expected one of: torchvision's {self.pickle_folder}/ folder, an ImageFolder tree "

@@ -9,19 +9,56 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from cnnzoo_data.sampling import EpochSampler, EvalSampler, TransformedDataset
-from cnnzoo_data.transforms import Augmentation, TestCrops, build_transform
+from cnnzoo_data.sampling import EpochSampler, EvalSampler, TransformedDataset, seed_worker
+from cnnzoo_data.transforms import (
+    Augmentation,
+    ImageTransform,
+    Normalize,
+    TestCrops,
+    build_transform,
+    normalization,
+)
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one uint8 tensor (N, C, H, W), with their labels."""
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, classes: list[str] | None = None
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(
+                f"TensorImages takes uint8 (N, C, H, W); got {images.dtype} {tuple(images.shape)}."
+            )
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+        self.images = images
+        self.labels = labels.long()
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def mapped(self, geometry, chunk: int = 4096) -> TensorImages:
+        """The same images through a deterministic transform, computed once for all."""
+        images = torch.cat(
+            [geometry(part).as_subclass(torch.Tensor) for part in self.images.split(chunk)]
+        )
+        return TensorImages(images, self.labels, self.classes)
 
 
 @dataclass
 class Splits:
-    """The untransformed datasets of (PIL image, label) a subclass loads."""
+    """The untransformed datasets of (image, label) a subclass loads: PIL images, or
+    `TensorImages` for datasets small enough to hold in memory."""
 
     train: Dataset
     test: Dataset | None  # None: test on the validation split
@@ -43,10 +80,13 @@ class ClassificationDataModule(L.LightningDataModule):
         val_fraction: share of the training set held out for validation when the dataset
             has no validation split of its own.
         seed: seeds the split, the shuffling and the augmentation.
-        image_size: side of the network's input; None uses the dataset's default.
+        image_size: side of the network's input; None uses the dataset's default (the
+            `cnnzoo` command sets it to the model's input size).
         augmentation: the paper's augmentation (see `cnnzoo_data.transforms`); None uses
             the dataset's default.
         test_crops: "center", or AlexNet's "ten" crops averaged.
+        pca_lighting_std: AlexNet's PCA colour noise (0.1 in the paper; 0 turns it off),
+            with the principal components of ImageNet's RGB pixels (fb.resnet.torch's figures).
     """
 
     num_classes: int
@@ -67,10 +107,13 @@ class ClassificationDataModule(L.LightningDataModule):
         image_size: int | None = None,
         augmentation: Augmentation | None = None,
         test_crops: TestCrops = "center",
+        pca_lighting_std: float = 0.1,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
@@ -79,6 +122,10 @@ class ClassificationDataModule(L.LightningDataModule):
         self.image_size = image_size or self.default_image_size
         self.augmentation = augmentation or self.default_augmentation
         self.test_crops = test_crops
+        self.pca_lighting_std = pca_lighting_std
+        self.normalize = Normalize(
+            *normalization(self.augmentation, self.mean, self.std), self._lighting()
+        )
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -86,39 +133,52 @@ class ClassificationDataModule(L.LightningDataModule):
     def load(self) -> Splits:
         raise NotImplementedError
 
-    def train_transform_extras(self, train: Dataset) -> dict[str, Any]:
-        """Extra arguments of the training transform fitted on the training images
-        (AlexNet's PCA lighting); none by default."""
-        return {}
+    def _lighting(self):
+        if self.augmentation != "alexnet" or self.pca_lighting_std == 0 or self.in_chans != 3:
+            return None
+        from cnnzoo_data.pca_lighting import IMAGENET_PCA, PCALighting
 
-    def transform(self, train: bool, **extras: Any):
+        return PCALighting(**IMAGENET_PCA, std=self.pca_lighting_std)
+
+    def _transform(self, train: bool) -> ImageTransform:
         return build_transform(
-            self.augmentation,
-            train=train,
-            image_size=self.image_size,
-            mean=self.mean,
-            std=self.std,
-            test_crops=self.test_crops,
-            **extras,
+            self.augmentation, train=train, image_size=self.image_size, test_crops=self.test_crops
         )
+
+    @staticmethod
+    def _prepared(base: Dataset, transform: ImageTransform, ten_crops: bool) -> TransformedDataset:
+        # In-memory images go through deterministic geometry once, not once per epoch.
+        if isinstance(base, TensorImages) and not transform.random and not ten_crops:
+            return TransformedDataset(base.mapped(transform.geometry), None)
+        return TransformedDataset(base, transform.geometry)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         splits = self.load()
-        train, val = splits.train, splits.val
-        if val is None:
+        ten_crops = self.test_crops == "ten"
+        train = self._prepared(splits.train, self._transform(train=True), ten_crops=False)
+        if splits.val is not None:
+            val = self._prepared(splits.val, self._transform(train=False), ten_crops)
+        else:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
             num_val = round(len(train) * self.val_fraction)
-            train, val = Subset(train, order[num_val:].tolist()), Subset(train, order[:num_val].tolist())
-        extras = self.train_transform_extras(train)
-        self.train_set = TransformedDataset(train, self.transform(True, **extras), seed=self.seed)
-        self.val_set = TransformedDataset(val, self.transform(False))
+            held_out = self._prepared(splits.train, self._transform(train=False), ten_crops)
+            train.base = Subset(train.base, order[num_val:].tolist())
+            held_out.base = Subset(held_out.base, order[:num_val].tolist())
+            val = held_out
+        train.seed = self.seed
+        self.train_set, self.val_set = train, val
         self.test_set = (
-            TransformedDataset(splits.test, self.transform(False))
+            self._prepared(splits.test, self._transform(train=False), ten_crops)
             if splits.test is not None
             else self.val_set
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.normalize(images, train=training), labels
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         sampler = EpochSampler(dataset, seed=self.seed) if train else EvalSampler(dataset)
@@ -128,9 +188,9 @@ class ClassificationDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
-            drop_last=False,
-            # Worker seeds come from this generator, never from the global RNG, so that
-            # creating a loader does not change the random stream of the training itself.
+            worker_init_fn=seed_worker,
+            # Worker seeds come from seed_worker, never from the global RNG, so creating
+            # a loader does not change the random stream of the training itself.
             generator=torch.Generator().manual_seed(self.seed),
         )
 

@@ -7,30 +7,17 @@ treats them as it treats MNIST.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
+import torch.nn.functional as F
 
-from cnnzoo_data.datamodule import ClassificationDataModule, Splits
+from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
 
 
-class DigitImages(Dataset):
-    """(PIL 28x28 image, label) pairs from arrays of 8x8 digits with values 0..16."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
-        pixels = (self.images[index] * (255 / 16)).round().astype(np.uint8)
-        digit = Image.fromarray(pixels, mode="L").resize((20, 20), Image.BILINEAR)
-        field = Image.new("L", (28, 28))
-        field.paste(digit, (4, 4))
-        return field, int(self.labels[index])
+def digit_fields(images: torch.Tensor) -> torch.Tensor:
+    """(N, 8, 8) digits with values 0..16 -> (N, 1, 28, 28) uint8, each digit scaled to
+    20x20 and centred in the 28x28 field as MNIST's digits are."""
+    scaled = F.interpolate(images.float().unsqueeze(1) * (255 / 16), size=(20, 20), mode="bilinear")
+    return F.pad(scaled, (4, 4, 4, 4)).round().clamp(0, 255).to(torch.uint8)
 
 
 class DigitsDataModule(ClassificationDataModule):
@@ -52,11 +39,14 @@ class DigitsDataModule(ClassificationDataModule):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        order = torch.randperm(len(digits.target), generator=torch.Generator().manual_seed(self.seed))
-        order = order.numpy()
+        images, labels = (
+            digit_fields(torch.from_numpy(digits.images)),
+            torch.from_numpy(digits.target),
+        )
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
         num_test = round(len(order) * self.test_fraction)
         test, train = order[:num_test], order[num_test:]
         return Splits(
-            train=DigitImages(digits.images[train], digits.target[train]),
-            test=DigitImages(digits.images[test], digits.target[test]),
+            train=TensorImages(images[train], labels[train], self.classes),
+            test=TensorImages(images[test], labels[test], self.classes),
         )

@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from cnnzoo_data.datamodule import ClassificationDataModule, Splits
+from cnnzoo_data.archive import cache_root
+from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,7 +24,9 @@ def load_rgb(path: str) -> Image.Image:
             image = Image.open(file)
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetError(f"cannot decode image {path}: {exc}. Remove or replace the file.") from exc
+        raise DatasetError(
+            f"cannot decode image {path}: {exc}. Remove or replace the file."
+        ) from exc
 
 
 def find_classes(split_dir: Path) -> list[str]:
@@ -34,7 +37,9 @@ def find_classes(split_dir: Path) -> list[str]:
         )
     classes = sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
     if not classes:
-        raise DatasetError(f"{split_dir} has no class sub-folders; put each class's images in its own folder.")
+        raise DatasetError(
+            f"{split_dir} has no class sub-folders; put each class's images in its own folder."
+        )
     return classes
 
 
@@ -96,3 +101,41 @@ class ImageFolderDataModule(ClassificationDataModule):
         val = image_folder(val_path, self.classes) if val_path and val_path.is_dir() else None
         test = image_folder(self.root / self.test_dir, self.classes) if self.test_dir else None
         return Splits(train=train, test=test, val=val)
+
+
+def decoded(split_dir: Path, classes: list[str]) -> TensorImages:
+    """A folder of same-sized small images (CIFAR) decoded once into memory.
+
+    The uint8 tensor is cached under the cnnzoo cache, keyed by the folder's path and
+    modification time, so later runs load it in a second instead of decoding every JPEG.
+    """
+    import hashlib
+
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    folder = image_folder(split_dir, classes)
+    key = hashlib.sha1(
+        f"{split_dir.resolve()}:{split_dir.stat().st_mtime_ns}:{len(folder)}".encode()
+    )
+    cache = cache_root() / "decoded" / f"{split_dir.name}-{key.hexdigest()[:12]}.pt"
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        return TensorImages(saved["images"], saved["labels"], classes)
+    pixels = [
+        np.asarray(load_rgb(path))
+        for path, _ in tqdm(folder.samples, desc=f"decoding {split_dir}", unit="img")
+    ]
+    sizes = {p.shape for p in pixels}
+    if len(sizes) != 1:
+        raise DatasetError(
+            f"{split_dir} holds images of several sizes {sorted(sizes)[:3]}; expected one size."
+        )
+    images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor(folder.targets)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = cache.with_suffix(".tmp")
+    torch.save({"images": images, "labels": labels}, staging)
+    staging.replace(cache)  # atomic: an interrupted run never leaves half a cache
+    return TensorImages(images, labels, classes)

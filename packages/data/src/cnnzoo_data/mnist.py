@@ -7,7 +7,12 @@ from pathlib import Path
 from cnnzoo.errors import DatasetError
 from torchvision.datasets import MNIST
 
-from cnnzoo_data.datamodule import ClassificationDataModule, Splits
+from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
+
+
+def _in_memory(mnist: MNIST) -> TensorImages:
+    return TensorImages(mnist.data.unsqueeze(1), mnist.targets, [str(d) for d in range(10)])
+
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -54,8 +59,10 @@ class MNISTDataModule(ClassificationDataModule):
             )
         try:
             return Splits(
-                train=MNIST(self.root, train=True, download=self.download),
-                test=MNIST(self.root, train=False, download=self.download),
+                train=_in_memory(MNIST(self.root, train=True, download=self.download)),
+                test=_in_memory(MNIST(self.root, train=False, download=self.download)),
             )
         except Exception as exc:
-            raise DatasetError(f"MNIST under {raw} could not be read ({exc}); the files may be corrupt.") from exc
+            raise DatasetError(
+                f"MNIST under {raw} could not be read ({exc}); the files may be corrupt."
+            ) from exc

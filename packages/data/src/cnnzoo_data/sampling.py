@@ -1,9 +1,10 @@
 """Samplers and a dataset wrapper that make every epoch reproducible.
 
-The order of epoch e is a permutation seeded by (seed, e), and the random augmentation of
-sample i in epoch e is seeded by (seed, e, i). Neither depends on the number of workers or
-processes, nor on what ran before, so a run resumed from a checkpoint sees exactly the
-batches the uninterrupted run would have seen.
+The order of epoch e is a permutation seeded by (seed, e); each loader worker of epoch e
+seeds its augmentation by (seed, e, worker). A run resumed from a checkpoint therefore sees
+exactly the batches the uninterrupted run would have seen, with the same number of workers.
+With no workers the augmentation draws from the main process's RNG, which the checkpoint
+restores.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
 
 def _world() -> tuple[int, int]:
@@ -23,13 +24,9 @@ def _world() -> tuple[int, int]:
 
 
 class TransformedDataset(Dataset):
-    """A base dataset of (image, label) pairs seen through a transform.
+    """A base dataset of (image, label) pairs seen through a per-image transform."""
 
-    With `seed` set, the transform's randomness for sample i in epoch `epoch` is drawn
-    from its own generator state, seeded by (seed, epoch, i).
-    """
-
-    def __init__(self, base: Dataset, transform: Callable[[Any], Any], seed: int | None = None):
+    def __init__(self, base: Dataset, transform: Callable[[Any], Any] | None, seed: int = 0):
         self.base = base
         self.transform = transform
         self.seed = seed
@@ -40,18 +37,25 @@ class TransformedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.base[index]
-        if self.seed is None:
-            return self.transform(image), label
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
-            return self.transform(image), label
+        return (self.transform(image) if self.transform is not None else image), label
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: seed torch by (seed, epoch, worker, rank)."""
+    info = get_worker_info()
+    dataset = info.dataset
+    _, rank = _world()
+    if isinstance(dataset, TransformedDataset):
+        torch.manual_seed(
+            hash((dataset.seed, dataset.epoch, worker_id, rank)) & 0x7FFF_FFFF_FFFF_FFFF
+        )
 
 
 class EpochSampler(DistributedSampler):
     """Training order: shuffled by (seed, epoch) and sharded across processes.
 
     Lightning calls `set_epoch` before each epoch and leaves a DistributedSampler in place
-    under DDP; the epoch is passed on to a `TransformedDataset` for its augmentation seeds.
+    under DDP; the epoch is passed on to a `TransformedDataset` for its workers' seeds.
     """
 
     def __init__(self, dataset: Sized, seed: int, shuffle: bool = True) -> None:

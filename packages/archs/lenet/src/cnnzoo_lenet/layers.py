@@ -43,7 +43,9 @@ class Subsampling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         summed = F.avg_pool2d(x, kernel_size=2) * 4
-        return self.squash(summed * self.coefficient.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1))
+        return self.squash(
+            summed * self.coefficient.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        )
 
 
 # Table I: which S2 feature maps (rows) each of C3's 16 maps (columns) is connected to.
@@ -87,7 +89,9 @@ class PartialConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_channels, in_channels = self.connections.shape
-        kernel = self.weight.new_zeros(out_channels, in_channels, self.kernel_size, self.kernel_size)
+        kernel = self.weight.new_zeros(
+            out_channels, in_channels, self.kernel_size, self.kernel_size
+        )
         kernel[self.connections] = self.weight
         return F.conv2d(x, kernel, self.bias)
 
@@ -95,26 +99,146 @@ class PartialConv2d(nn.Module):
 # The output RBF units' parameter vectors: "stylized images of the corresponding character
 # class drawn on a 7x12 bitmap" (§II.B, Fig. 3), +1 for ink and -1 for background.
 DIGIT_BITMAPS = (
-    (".XXXXX.", "XX...XX", "XX...XX", "XX..XXX", "XX.X.XX", "XX.X.XX",
-     "XXX..XX", "XX...XX", "XX...XX", "XX...XX", ".XXXXX.", "......."),
-    ("...XX..", "..XXX..", ".XXXX..", "...XX..", "...XX..", "...XX..",
-     "...XX..", "...XX..", "...XX..", "...XX..", ".XXXXXX", "......."),
-    (".XXXXX.", "XX...XX", ".....XX", ".....XX", "....XX.", "...XX..",
-     "..XX...", ".XX....", "XX.....", "XX.....", "XXXXXXX", "......."),
-    ("XXXXXXX", ".....XX", "....XX.", "...XX..", "..XXXX.", ".....XX",
-     ".....XX", ".....XX", ".....XX", "XX...XX", ".XXXXX.", "......."),
-    ("....XX.", "...XXX.", "..XXXX.", ".XX.XX.", "XX..XX.", "XX..XX.",
-     "XXXXXXX", "....XX.", "....XX.", "....XX.", "....XX.", "......."),
-    ("XXXXXXX", "XX.....", "XX.....", "XXXXXX.", ".....XX", ".....XX",
-     ".....XX", ".....XX", ".....XX", "XX...XX", ".XXXXX.", "......."),
-    ("..XXXX.", ".XX....", "XX.....", "XX.....", "XXXXXX.", "XX...XX",
-     "XX...XX", "XX...XX", "XX...XX", "XX...XX", ".XXXXX.", "......."),
-    ("XXXXXXX", ".....XX", ".....XX", "....XX.", "...XX..", "...XX..",
-     "..XX...", "..XX...", "..XX...", "..XX...", "..XX...", "......."),
-    (".XXXXX.", "XX...XX", "XX...XX", "XX...XX", ".XXXXX.", "XX...XX",
-     "XX...XX", "XX...XX", "XX...XX", "XX...XX", ".XXXXX.", "......."),
-    (".XXXXX.", "XX...XX", "XX...XX", "XX...XX", "XX...XX", ".XXXXXX",
-     ".....XX", ".....XX", ".....XX", "....XX.", ".XXXX..", "......."),
+    (
+        ".XXXXX.",
+        "XX...XX",
+        "XX...XX",
+        "XX..XXX",
+        "XX.X.XX",
+        "XX.X.XX",
+        "XXX..XX",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        ".XXXXX.",
+        ".......",
+    ),
+    (
+        "...XX..",
+        "..XXX..",
+        ".XXXX..",
+        "...XX..",
+        "...XX..",
+        "...XX..",
+        "...XX..",
+        "...XX..",
+        "...XX..",
+        "...XX..",
+        ".XXXXXX",
+        ".......",
+    ),
+    (
+        ".XXXXX.",
+        "XX...XX",
+        ".....XX",
+        ".....XX",
+        "....XX.",
+        "...XX..",
+        "..XX...",
+        ".XX....",
+        "XX.....",
+        "XX.....",
+        "XXXXXXX",
+        ".......",
+    ),
+    (
+        "XXXXXXX",
+        ".....XX",
+        "....XX.",
+        "...XX..",
+        "..XXXX.",
+        ".....XX",
+        ".....XX",
+        ".....XX",
+        ".....XX",
+        "XX...XX",
+        ".XXXXX.",
+        ".......",
+    ),
+    (
+        "....XX.",
+        "...XXX.",
+        "..XXXX.",
+        ".XX.XX.",
+        "XX..XX.",
+        "XX..XX.",
+        "XXXXXXX",
+        "....XX.",
+        "....XX.",
+        "....XX.",
+        "....XX.",
+        ".......",
+    ),
+    (
+        "XXXXXXX",
+        "XX.....",
+        "XX.....",
+        "XXXXXX.",
+        ".....XX",
+        ".....XX",
+        ".....XX",
+        ".....XX",
+        ".....XX",
+        "XX...XX",
+        ".XXXXX.",
+        ".......",
+    ),
+    (
+        "..XXXX.",
+        ".XX....",
+        "XX.....",
+        "XX.....",
+        "XXXXXX.",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        ".XXXXX.",
+        ".......",
+    ),
+    (
+        "XXXXXXX",
+        ".....XX",
+        ".....XX",
+        "....XX.",
+        "...XX..",
+        "...XX..",
+        "..XX...",
+        "..XX...",
+        "..XX...",
+        "..XX...",
+        "..XX...",
+        ".......",
+    ),
+    (
+        ".XXXXX.",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        ".XXXXX.",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        ".XXXXX.",
+        ".......",
+    ),
+    (
+        ".XXXXX.",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        "XX...XX",
+        ".XXXXXX",
+        ".....XX",
+        ".....XX",
+        ".....XX",
+        "....XX.",
+        ".XXXX..",
+        ".......",
+    ),
 )
 
 
@@ -123,7 +247,10 @@ def rbf_prototypes(num_classes: int) -> torch.Tensor:
     seeded random codes for any other number of classes (the paper had none to give)."""
     if num_classes == len(DIGIT_BITMAPS):
         return torch.tensor(
-            [[1.0 if cell == "X" else -1.0 for row in bitmap for cell in row] for bitmap in DIGIT_BITMAPS]
+            [
+                [1.0 if cell == "X" else -1.0 for row in bitmap for cell in row]
+                for bitmap in DIGIT_BITMAPS
+            ]
         )
     generator = torch.Generator().manual_seed(num_classes)
     return torch.randint(0, 2, (num_classes, 84), generator=generator).float() * 2 - 1
