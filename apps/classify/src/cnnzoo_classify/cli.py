@@ -10,6 +10,7 @@ cnnzoo test|validate|predict --config ... --ckpt_path runs/lenet5/checkpoints/la
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 from cnnzoo import ImageClassifier, model_card
 from cnnzoo.recipes import find_recipe, list_recipes
@@ -58,7 +59,14 @@ class CnnzooCLI(LightningCLI):
             "--test_after_fit",
             type=bool,
             default=True,
-            help="after fit, test the best checkpoint on the test split (fit only)",
+            help="after fit, test a checkpoint on the test split (fit only)",
+        )
+        parser.add_argument(
+            "--test_ckpt",
+            type=Literal["best", "last"],
+            default="best",
+            help="which checkpoint to test after fit: best by validation error, or the last "
+            "(when validation watches the test split, as in papers that trained on all data)",
         )
 
     def before_instantiate_classes(self) -> None:
@@ -83,12 +91,13 @@ class CnnzooCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True) or self.trainer.interrupted:
             return
-        best = (
-            self.trainer.checkpoint_callback.best_model_path
-            if self.trainer.checkpoint_callback
-            else ""
-        )
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        checkpoint = self.trainer.checkpoint_callback
+        which = self.config.fit.get("test_ckpt", "best")
+        if checkpoint is None:
+            path = ""
+        else:
+            path = checkpoint.best_model_path if which == "best" else checkpoint.last_model_path
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
 
 
 def _expand_recipe_names(argv: list[str]) -> list[str]:

@@ -78,7 +78,8 @@ class ClassificationDataModule(L.LightningDataModule):
         eval_batch_size: images per evaluation batch; defaults to batch_size.
         num_workers: loader processes; None picks up to 4, leaving one core free.
         val_fraction: share of the training set held out for validation when the dataset
-            has no validation split of its own.
+            has no validation split of its own; 0 trains on all of it and validates on the
+            test split (curves only: test the last checkpoint, choose nothing by it).
         seed: seeds the split, the shuffling and the augmentation.
         image_size: side of the network's input; None uses the dataset's default (the
             `cnnzoo` command sets it to the model's input size).
@@ -160,6 +161,10 @@ class ClassificationDataModule(L.LightningDataModule):
         train = self._prepared(splits.train, self._transform(train=True), ten_crops=False)
         if splits.val is not None:
             val = self._prepared(splits.val, self._transform(train=False), ten_crops)
+        elif self.val_fraction == 0:
+            # Train on every training image, as the papers did, and watch the test split
+            # (for curves only: choose nothing by it, test the last checkpoint).
+            val = self._prepared(splits.test, self._transform(train=False), ten_crops)
         else:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
             num_val = round(len(train) * self.val_fraction)

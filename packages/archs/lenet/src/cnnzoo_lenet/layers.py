@@ -25,7 +25,7 @@ class ScaledTanh(nn.Module):
 def uniform_fan_in_(tensor: torch.Tensor, fan_in: int | torch.Tensor) -> torch.Tensor:
     """Appendix A: weights drawn uniformly in [-2.4/F, 2.4/F], F the unit's fan-in."""
     with torch.no_grad():
-        bound = 2.4 / torch.as_tensor(fan_in, dtype=tensor.dtype)
+        bound = 2.4 / torch.as_tensor(fan_in, dtype=tensor.dtype, device=tensor.device)
         return tensor.uniform_(-1, 1).mul_(bound)
 
 
@@ -64,7 +64,9 @@ C3_TABLE = (
 def _c3_connections() -> torch.Tensor:
     # Pad each row to 16 columns: the last map (column 15) sees every S2 map.
     rows = [row + "X" for row in C3_TABLE]
-    return torch.tensor([[cell == "X" for cell in row] for row in rows]).T  # (16 out, 6 in)
+    # On the CPU even under `with torch.device("meta")`: the table is read, not trained.
+    connections = torch.tensor([[cell == "X" for cell in row] for row in rows], device="cpu")
+    return connections.T  # (16 out, 6 in)
 
 
 class PartialConv2d(nn.Module):
