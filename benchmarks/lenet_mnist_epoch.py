@@ -269,7 +269,7 @@ def main() -> None:
     info = machine()
     lines = [
         "",
-        f"| run | median s/epoch | ms/step | min s | max s | cnnzoo / run |",
+        "| run | median s/epoch | ms/step | min s | max s | cnnzoo / run |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, times in seconds.items():

@@ -82,11 +82,9 @@ class CnnzooCLI(LightningCLI):
             if logger.init_args.get("name") in (None, "lightning_logs"):
                 logger.init_args.name = arch
         for callback in config.trainer.callbacks or []:
-            if getattr(callback, "class_path", "").endswith("ModelCheckpoint"):
-                if callback.init_args.get("dirpath") is None:
-                    callback.init_args.dirpath = (
-                        f"{config.trainer.default_root_dir}/{arch}/checkpoints"
-                    )
+            is_checkpoint = getattr(callback, "class_path", "").endswith("ModelCheckpoint")
+            if is_checkpoint and callback.init_args.get("dirpath") is None:
+                callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True) or self.trainer.interrupted:

@@ -7,6 +7,7 @@ architecture: everything it needs comes through the model protocol and the model
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 from typing import Any
@@ -55,10 +56,8 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
 def _versions() -> dict[str, str]:
     found = {}
     for dist in _VERSIONED:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return found
 
 

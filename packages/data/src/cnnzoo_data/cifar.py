@@ -89,7 +89,8 @@ class CIFAR10DataModule(ClassificationDataModule):
             self.classes = list(train.classes)
             return Splits(train=_in_memory(train), test=_in_memory(test))
         raise DatasetError(
-            f"no {type(self).__name__.removesuffix('DataModule')} found at {Path(self.root).resolve()}. "
+            f"no {type(self).__name__.removesuffix('DataModule')} found at "
+            f"{Path(self.root).resolve()}. "
             f"Expected one of: torchvision's {self.pickle_folder}/ folder, an ImageFolder tree "
             f"with train/<class>/*.jpg and test/<class>/*.jpg, or a .tar.gz of that tree. "
             f"Pass --data.download true to fetch it."

@@ -50,7 +50,8 @@ def image_folder(split_dir: Path, classes: list[str]) -> Dataset:
         extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
         raise DatasetError(
             f"{split_dir} has other classes than the training folder "
-            f"(extra: {extra[:5]}, missing: {missing[:5]}); every split needs the same class folders."
+            f"(extra: {extra[:5]}, missing: {missing[:5]}); every split needs the same "
+            f"class folders."
         )
     try:
         return ImageFolder(str(split_dir), loader=load_rgb)

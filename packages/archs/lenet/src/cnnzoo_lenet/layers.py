@@ -78,7 +78,7 @@ class PartialConv2d(nn.Module):
 
     def __init__(self, connections: torch.Tensor, kernel_size: int = 5) -> None:
         super().__init__()
-        out_channels, in_channels = connections.shape
+        out_channels = connections.shape[0]
         self.kernel_size = kernel_size
         self.register_buffer("connections", connections.clone(), persistent=False)
         self.weight = nn.Parameter(torch.empty(int(connections.sum()), kernel_size, kernel_size))
