@@ -81,6 +81,8 @@ class CnnzooCLI(LightningCLI):
                 continue
             if logger.init_args.get("name") in (None, "lightning_logs"):
                 logger.init_args.name = arch
+            if logger.init_args.get("save_dir") == RUNS:  # follow --trainer.default_root_dir
+                logger.init_args.save_dir = config.trainer.default_root_dir
         for callback in config.trainer.callbacks or []:
             is_checkpoint = getattr(callback, "class_path", "").endswith("ModelCheckpoint")
             if is_checkpoint and callback.init_args.get("dirpath") is None:

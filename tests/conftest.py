@@ -1,0 +1,103 @@
+"""Shared fixtures: the project's real data, small CPU trainers that write only into
+tmp_path, digits data modules, and fake plugin distributions for the registry."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cnnzoo
+import lightning as L
+import pytest
+from cnnzoo_data import DigitsDataModule
+
+# W&B never reaches for the network from the tests, even on a machine that is logged in.
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# ../shared/data from the repository root (see /work/shared/data/README.md).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The project's offline copies of public datasets; skips where they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared datasets are not at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_root(shared_data: Path) -> Path:
+    """A root that `MNISTDataModule(root=...)` reads: it holds MNIST/raw/ with the IDX files."""
+    root = shared_data / "mnist"
+    if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"MNIST's IDX files are not under {root}/MNIST/raw")
+    return root
+
+
+@pytest.fixture
+def make_trainer(tmp_path: Path) -> Callable[..., L.Trainer]:
+    """Quiet CPU trainers writing into tmp_path; keyword arguments override the settings."""
+
+    def make(**overrides) -> L.Trainer:
+        settings = {
+            "accelerator": "cpu",
+            "devices": 1,
+            "default_root_dir": tmp_path,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+        }
+        return L.Trainer(**(settings | overrides))
+
+    return make
+
+
+@pytest.fixture
+def make_digits() -> Callable[..., DigitsDataModule]:
+    """scikit-learn's digits without loader processes; keyword arguments override."""
+
+    def make(**overrides) -> DigitsDataModule:
+        return DigitsDataModule(**({"batch_size": 64, "num_workers": 0} | overrides))
+
+    return make
+
+
+@pytest.fixture
+def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Install plugin distributions as pip lays them out: a `<dist>.dist-info` folder with
+    its METADATA and entry_points.txt (and any modules they name) on a new sys.path entry.
+
+    The registry finds them through importlib.metadata exactly as it finds real plugins;
+    everything is forgotten again after the test.
+    """
+    modules: list[str] = []
+    sites: set[Path] = set()
+
+    def install(
+        dist: str, entries: dict[str, str], sources: dict[str, str] | None = None, site: str = "site"
+    ) -> None:
+        folder = tmp_path / site
+        info = folder / f"{dist.replace('-', '_')}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        lines = "".join(f"{name} = {value}\n" for name, value in entries.items())
+        (info / "entry_points.txt").write_text(f"[{cnnzoo.registry.GROUP}]\n{lines}")
+        for module, source in (sources or {}).items():
+            (folder / f"{module}.py").write_text(textwrap.dedent(source))
+            modules.append(module)
+        if folder not in sites:
+            sites.add(folder)
+            monkeypatch.syspath_prepend(str(folder))
+        cnnzoo.refresh()
+
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)
+    cnnzoo.refresh()  # sys.path is restored after this; the registry reads it afresh
