@@ -81,7 +81,10 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     sites: set[Path] = set()
 
     def install(
-        dist: str, entries: dict[str, str], sources: dict[str, str] | None = None, site: str = "site"
+        dist: str,
+        entries: dict[str, str],
+        sources: dict[str, str] | None = None,
+        site: str = "site",
     ) -> None:
         folder = tmp_path / site
         info = folder / f"{dist.replace('-', '_')}-0.1.dist-info"

@@ -94,11 +94,15 @@ def test_bad_class_or_channel_counts_are_refused(argument, bad):
 
 
 def test_unknown_keyword_is_refused_naming_the_accepted_ones(fake_plugins):
-    with pytest.raises(TypeError, match="'width'.*its own arguments are: none"):
+    with pytest.raises(TypeError, match=r"'width'.*its own arguments are: none"):
         cnnzoo.create_model("lenet5", width=2)
-    fake_plugins("cnnzoo-tiny", {"tinynet": "cnnzoo_tiny_plugin:tinynet"}, {"cnnzoo_tiny_plugin": TINY_PLUGIN})
+    fake_plugins(
+        "cnnzoo-tiny",
+        {"tinynet": "cnnzoo_tiny_plugin:tinynet"},
+        {"cnnzoo_tiny_plugin": TINY_PLUGIN},
+    )
     assert cnnzoo.create_model("tinynet", width=6).conv.out_channels == 6
-    with pytest.raises(TypeError, match="'depth'.*its own arguments are: width"):
+    with pytest.raises(TypeError, match=r"'depth'.*its own arguments are: width"):
         cnnzoo.create_model("tinynet", depth=2)
 
 
@@ -150,11 +154,16 @@ def test_one_distribution_seen_twice_on_sys_path_is_one_claim(fake_plugins):
 def test_a_builder_without_variant_decorator_is_refused(fake_plugins):
     fake_plugins(
         "cnnzoo-plain",
-        {"plainnet": "cnnzoo_plain_plugin:not_a_variant", "notcallable": "cnnzoo_plain_plugin:CARD"},
+        {
+            "plainnet": "cnnzoo_plain_plugin:not_a_variant",
+            "notcallable": "cnnzoo_plain_plugin:CARD",
+        },
         {"cnnzoo_plain_plugin": TINY_PLUGIN},
     )
     for name in ("plainnet", "notcallable"):
-        with pytest.raises(PluginError, match="not a builder decorated with cnnzoo.variant") as info:
+        with pytest.raises(
+            PluginError, match=r"not a builder decorated with cnnzoo\.variant"
+        ) as info:
             cnnzoo.create_model(name)
         assert "'cnnzoo-plain'" in str(info.value)
 

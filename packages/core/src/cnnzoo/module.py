@@ -90,6 +90,9 @@ class ImageClassifier(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        # A checkpoint's hyper-parameters hold the specs as dicts (load_from_checkpoint).
+        optimizer = OptimizerSpec(**optimizer) if isinstance(optimizer, dict) else optimizer
+        schedule = ScheduleSpec(**schedule) if isinstance(schedule, dict) else schedule
         optimizer = optimizer or OptimizerSpec()
         schedule = schedule or ScheduleSpec()
         self.save_hyperparameters(
@@ -117,8 +120,9 @@ class ImageClassifier(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        # Compiled forward kept outside the module tree so state-dict keys stay the model's.
-        self._forward = torch.compile(self.model) if compile else self.model
+        # Compiled forward kept outside the module tree so state-dict keys stay the model's
+        # (plain assignment would register it as a second copy of the model's weights).
+        object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
         classes = self.model.num_classes
         self.metrics = torch.nn.ModuleDict(
             {

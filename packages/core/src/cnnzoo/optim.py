@@ -104,12 +104,15 @@ def build_scheduler(
         )
         return {"scheduler": scheduler, "interval": "epoch", "monitor": monitor, "strict": True}
     per_step = spec.interval == "step"
+    # timm applies a milestone one update early (at t = m - 1, its long-standing convention);
+    # one update later it falls where the paper puts it: the rate changes at epoch m.
+    one_update = 1 / steps_per_epoch if per_step else 1
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched=spec.name,
         num_epochs=max_epochs,
         decay_epochs=spec.decay_epochs,
-        decay_milestones=list(spec.milestones),
+        decay_milestones=[milestone + one_update for milestone in spec.milestones],
         decay_rate=spec.decay_rate,
         min_lr=spec.min_lr,
         warmup_lr=spec.warmup_lr,

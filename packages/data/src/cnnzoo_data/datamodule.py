@@ -14,7 +14,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from cnnzoo_data.sampling import EpochSampler, EvalSampler, TransformedDataset, seed_worker
+from cnnzoo_data.sampling import (
+    EpochDataLoader,
+    EpochSampler,
+    EvalSampler,
+    TransformedDataset,
+    seed_worker,
+)
 from cnnzoo_data.transforms import (
     Augmentation,
     ImageTransform,
@@ -187,11 +193,13 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         sampler = EpochSampler(dataset, seed=self.seed) if train else EvalSampler(dataset)
-        return DataLoader(
+        return (EpochDataLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
+            # In-memory images with nothing left to compute per image need no workers:
+            # shipping their batches between processes would cost more than indexing them.
+            num_workers=0 if dataset.transform is None else self.num_workers,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=seed_worker,
             # Worker seeds come from seed_worker, never from the global RNG, so creating

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 
 def _world() -> tuple[int, int]:
@@ -81,3 +81,32 @@ class EvalSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+class _FirstBatchIterator:
+    """An iterator that makes the loader's real iterator only when the first batch is asked."""
+
+    def __init__(self, start: Callable[[], Iterator]) -> None:
+        self._start = start
+        self._iterator: Iterator | None = None
+
+    def __iter__(self) -> _FirstBatchIterator:
+        return self
+
+    def __next__(self):
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
+
+
+class EpochDataLoader(DataLoader):
+    """The training loader: its iterator draws indices and starts workers at the first batch.
+
+    Lightning makes the training iterator before it calls `set_epoch`, and on resuming keeps
+    that iterator for the first epoch (Lightning issue #21938); a multi-process iterator
+    draws its first indices and forks its workers when it is made, so the resumed epoch
+    would replay epoch 0's order and augmentation. Deferred, they are those of the epoch set.
+    """
+
+    def __iter__(self) -> Iterator:
+        return _FirstBatchIterator(super().__iter__)
