@@ -243,7 +243,7 @@ def main() -> None:
         f"LeNet-5, MNIST, {steps} steps of batch {setup.batch_size} ({args.batch_source}), "
         f"{plain_dm.num_workers} loader worker(s), {args.threads} torch threads"
     )
-    for name, run in runs.items():
+    for run in runs.values():
         run(min(args.warmup_steps, steps))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     models: dict[str, torch.nn.Module] = {}
