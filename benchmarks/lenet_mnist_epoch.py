@@ -2,12 +2,12 @@
 
 Three runs do the same training work, one after the other in one process:
 
-    cnnzoo        lightning Trainer + ImageClassifier("lenet5") + MNISTDataModule
-    plain         a hand-written loop over the same data module's own loader, normalised
-                  by its own `on_after_batch_transfer`: the ratio cnnzoo / plain is the
-                  trainer's overhead
-    plain-tensors the same batches, normalised once and held in memory: the fastest
-                  plain loop there is, with no data pipeline at all
+    cnnzoo         lightning Trainer + ImageClassifier("lenet5") + MNISTDataModule
+    plain          a hand-written loop over the same data module's own loader, normalised
+                   by its own `on_after_batch_transfer`: cnnzoo / plain is the trainer's
+                   overhead
+    plain-tensors  the same batches, normalised once beforehand and held in memory: the
+                   fastest plain loop there is, with no data pipeline at all
 
 Each builds LeNet-5 from the same seed with `cnnzoo.create_model`, SGD with the learning
 rate and momentum of ImageClassifier's default `OptimizerSpec` (through
@@ -23,7 +23,6 @@ their order, and the medians are reported.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import logging
@@ -32,8 +31,10 @@ import platform
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -57,9 +58,11 @@ TRAINER_SETTINGS = {
     "limit_val_batches": 0,
 }
 DISABLED = (
-    "loggers (CSV, W&B), checkpointing, progress bar, model summary, sanity validation "
-    "and the per-epoch validation pass: "
+    "loggers (CSV, W&B), checkpointing, progress bar, model summary, sanity validation and "
+    "the per-epoch validation pass (Trainer("
     + ", ".join(f"{key}={value}" for key, value in TRAINER_SETTINGS.items())
+    + ")); the training step itself is untouched: loss logged on step and epoch, train "
+    "top-1/top-5 error metrics updated every step, the finite-loss check"
 )
 
 RUNS = {
@@ -68,36 +71,28 @@ RUNS = {
     "plain-tensors": "plain loop, pre-normalised tensors in memory",
 }
 
+Batch = tuple[torch.Tensor, torch.Tensor]
+Result = tuple[float, float, torch.nn.Module]  # wall seconds, CPU seconds, trained model
 
-def recipe_batch_size() -> tuple[int, str]:
-    """The MNIST recipe's batch size when the recipe is installed, else the data module's."""
+
+def recipe_data_settings() -> tuple[dict[str, Any], str]:
+    """The MNIST recipe's batch size and validation share when the recipe is installed."""
     try:
         import yaml
         from cnnzoo.recipes import find_recipe
 
-        path = find_recipe(RECIPE)
-        batch_size = yaml.safe_load(path.read_text())["data"]["init_args"]["batch_size"]
-        return int(batch_size), f"recipe {RECIPE}"
+        data = yaml.safe_load(find_recipe(RECIPE).read_text())["data"]["init_args"]
+        settings = {key: data[key] for key in ("batch_size", "val_fraction") if key in data}
+        return settings, f"recipe {RECIPE}"
     except Exception:
-        return 64, "the data module's default; no lenet5_mnist recipe with a batch size found"
+        return {}, f"the data module's defaults (no {RECIPE} recipe found)"
 
 
-@dataclasses.dataclass
-class Setup:
-    data_root: str
-    batch_size: int
-    threads: int
-    max_steps: int | None
-
-    def data_module(self) -> MNISTDataModule:
-        # num_workers left to the data module (its default_num_workers), on both sides.
-        dm = MNISTDataModule(root=self.data_root, batch_size=self.batch_size, seed=SEED)
-        dm.setup("fit")
-        return dm
-
-    def steps(self, dm: MNISTDataModule) -> int:
-        per_epoch = len(dm.train_dataloader())
-        return per_epoch if self.max_steps is None else min(per_epoch, self.max_steps)
+def data_module(root: str, settings: dict[str, Any]) -> MNISTDataModule:
+    # num_workers is left to the data module, as a `cnnzoo fit` user gets it.
+    dm = MNISTDataModule(root=root, seed=SEED, **settings)
+    dm.setup("fit")
+    return dm
 
 
 def fresh_model() -> torch.nn.Module:
@@ -105,27 +100,42 @@ def fresh_model() -> torch.nn.Module:
     return create_model(ARCH)
 
 
-def run_cnnzoo(setup: Setup, dm: MNISTDataModule, steps: int) -> tuple[float, torch.nn.Module]:
+def clocks() -> tuple[float, float]:
+    # CPU time of this process (all its threads, not loader workers): less disturbed than
+    # wall time by other processes on a shared machine.
+    return time.perf_counter(), time.process_time()
+
+
+def elapsed(start: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = clocks()
+    return wall - start[0], cpu - start[1]
+
+
+def run_cnnzoo(dm: MNISTDataModule, steps: int) -> Result:
     torch.manual_seed(SEED)
     module = ImageClassifier(ARCH)  # the default OptimizerSpec and a constant schedule
-    start = time.perf_counter()
+    start = clocks()
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        max_steps=steps,
-        **TRAINER_SETTINGS,
+        accelerator="cpu", devices=1, max_epochs=1, max_steps=steps, **TRAINER_SETTINGS
     )
     trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - start
+    wall, cpu = elapsed(start)
     if trainer.global_step != steps:
         raise RuntimeError(f"cnnzoo ran {trainer.global_step} steps, not {steps}.")
-    return seconds, module.model
+    return wall, cpu, module.model
 
 
-def _train(model, optimizer, batches, steps: int, prepare: Callable) -> int:
+def _train(
+    model: torch.nn.Module,
+    batches: Callable[[], Iterable],
+    steps: int,
+    prepare: Callable[[Any], Batch],
+) -> tuple[float, float]:
+    start = clocks()
+    optimizer = build_optimizer(model, OptimizerSpec())
+    model.train()
     done = 0
-    for batch in batches:
+    for batch in batches():
         if done == steps:
             break
         images, target = prepare(batch)
@@ -134,37 +144,27 @@ def _train(model, optimizer, batches, steps: int, prepare: Callable) -> int:
         loss.backward()
         optimizer.step()
         done += 1
-    return done
-
-
-def run_plain(setup: Setup, dm: MNISTDataModule, steps: int) -> tuple[float, torch.nn.Module]:
-    model = fresh_model()
-    start = time.perf_counter()
-    optimizer = build_optimizer(model, OptimizerSpec())
-    loader = dm.train_dataloader()
-    loader.sampler.set_epoch(0)  # as Lightning does before each epoch
-    model.train()
-    done = _train(
-        model, optimizer, loader, steps, lambda batch: dm.on_after_batch_transfer(batch, 0)
-    )
-    seconds = time.perf_counter() - start
     if done != steps:
         raise RuntimeError(f"the plain loop ran {done} steps, not {steps}.")
-    return seconds, model
+    return elapsed(start)
 
 
-def run_plain_tensors(
-    setup: Setup, batches: list[tuple[torch.Tensor, torch.Tensor]], steps: int
-) -> tuple[float, torch.nn.Module]:
+def run_plain(dm: MNISTDataModule, steps: int) -> Result:
+    def loader() -> Iterable:
+        # Made inside the timed part, as Lightning makes it inside the timed fit.
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(0)  # as Lightning does before each epoch
+        return loader
+
     model = fresh_model()
-    start = time.perf_counter()
-    optimizer = build_optimizer(model, OptimizerSpec())
-    model.train()
-    done = _train(model, optimizer, batches, steps, lambda batch: batch)
-    seconds = time.perf_counter() - start
-    if done != steps:
-        raise RuntimeError(f"the plain-tensors loop ran {done} steps, not {steps}.")
-    return seconds, model
+    wall, cpu = _train(model, loader, steps, lambda batch: dm.on_after_batch_transfer(batch, 0))
+    return wall, cpu, model
+
+
+def run_plain_tensors(batches: list[Batch], steps: int) -> Result:
+    model = fresh_model()
+    wall, cpu = _train(model, lambda: batches, steps, lambda batch: batch)
+    return wall, cpu, model
 
 
 def max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
@@ -174,49 +174,49 @@ def max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
     )
 
 
-def machine() -> dict[str, object]:
+def machine(threads: int, num_workers: int) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "lightning": L.__version__,
         "python": platform.python_version(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads,
+        "loader_workers": num_workers,
     }
 
 
 def parse_args() -> argparse.Namespace:
-    batch_size, batch_source = recipe_batch_size()
+    settings, source = recipe_data_settings()
+    batch_size = settings.get("batch_size", 64)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data-root",
-        default=str(REPO_ROOT / ".." / "shared" / "data" / "mnist"),
+        default=str(REPO_ROOT.parent / "shared" / "data" / "mnist"),
         help="folder holding MNIST/raw/ (default: ../shared/data/mnist from the repo root)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=batch_size, help=f"default {batch_size}: {batch_source}"
+        "--batch-size", type=int, default=batch_size, help=f"default {batch_size}, from {source}"
     )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each run")
     parser.add_argument(
         "--max-steps", type=int, default=None, help="stop each run after this many steps"
     )
     parser.add_argument(
-        "--warmup-steps", type=int, default=50, help="steps of each run before timing"
+        "--warmup-steps", type=int, default=50, help="untimed steps of each run first"
     )
     parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(), help="torch threads (all runs)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
-    args.batch_source = batch_source if args.batch_size == batch_size else "--batch-size"
+    args.data_settings = {**settings, "batch_size": args.batch_size}
+    args.data_source = source if args.batch_size == batch_size else f"{source}; --batch-size"
     return args
 
 
@@ -225,88 +225,108 @@ def main() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
-    setup = Setup(args.data_root, args.batch_size, args.threads, args.max_steps)
+    load_before = os.getloadavg()
 
     # Each side has its own, identical data module: the plain one never meets a Trainer.
-    cnnzoo_dm, plain_dm = setup.data_module(), setup.data_module()
-    steps = setup.steps(plain_dm)
-    batches = [
-        plain_dm.on_after_batch_transfer(batch, 0)
-        for batch, _ in zip(plain_dm.train_dataloader(), range(steps), strict=False)
-    ]
-    runs: dict[str, Callable[[int], tuple[float, torch.nn.Module]]] = {
-        "cnnzoo": lambda n: run_cnnzoo(setup, cnnzoo_dm, n),
-        "plain": lambda n: run_plain(setup, plain_dm, n),
-        "plain-tensors": lambda n: run_plain_tensors(setup, batches, n),
+    cnnzoo_dm = data_module(args.data_root, args.data_settings)
+    plain_dm = data_module(args.data_root, args.data_settings)
+    loader = plain_dm.train_dataloader()
+    per_epoch = len(loader)
+    steps = per_epoch if args.max_steps is None else min(per_epoch, args.max_steps)
+    warmup = min(args.warmup_steps, steps)
+    images = len(plain_dm.train_set)
+    batches = [plain_dm.on_after_batch_transfer(batch, 0) for batch in islice(loader, steps)]
+    runs: dict[str, Callable[[int], Result]] = {
+        "cnnzoo": lambda n: run_cnnzoo(cnnzoo_dm, n),
+        "plain": lambda n: run_plain(plain_dm, n),
+        "plain-tensors": lambda n: run_plain_tensors(batches, n),
     }
     print(
-        f"LeNet-5, MNIST, {steps} steps of batch {setup.batch_size} ({args.batch_source}), "
-        f"{plain_dm.num_workers} loader worker(s), {args.threads} torch threads"
+        f"LeNet-5 on MNIST: {steps} of {per_epoch} steps of {args.batch_size} images "
+        f"({images} training images; {args.data_source}), {loader.num_workers} loader "
+        f"workers, {args.threads} torch threads"
     )
     for run in runs.values():
-        run(min(args.warmup_steps, steps))
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
+        run(warmup)
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     models: dict[str, torch.nn.Module] = {}
     for round_index in range(args.rounds):
         order = list(runs) if round_index % 2 == 0 else list(reversed(runs))
         for name in order:
-            elapsed, models[name] = runs[name](steps)
+            seconds, cpu_seconds, models[name] = runs[name](steps)
             if torch.get_num_threads() != args.threads:
-                raise RuntimeError(f"{name} changed the torch thread count.")
-            seconds[name].append(elapsed)
-            print(f"  round {round_index + 1}: {name:14s} {elapsed:8.3f} s")
+                raise RuntimeError(f"the {name} run changed the torch thread count.")
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+            print(
+                f"  round {round_index + 1}: {name:14s} {seconds:8.3f} s  ({cpu_seconds:.3f} CPU s)"
+            )
+    load_after = os.getloadavg()
 
-    median = {name: statistics.median(times) for name, times in seconds.items()}
+    median = {name: statistics.median(times) for name, times in wall.items()}
+    median_cpu = {name: statistics.median(times) for name, times in cpu.items()}
     ratio = {
-        "cnnzoo/plain": median["cnnzoo"] / median["plain"],
-        "cnnzoo/plain-tensors": median["cnnzoo"] / median["plain-tensors"],
+        f"cnnzoo/{name}": median["cnnzoo"] / median[name] for name in ("plain", "plain-tensors")
     }
-    # The same work: the three runs end on the same weights (up to float reordering).
+    cpu_ratio = {
+        f"cnnzoo/{name}": median_cpu["cnnzoo"] / median_cpu[name]
+        for name in ("plain", "plain-tensors")
+    }
+    # The same work: the runs end on the same weights (bit for bit, or up to float reordering).
     difference = {
         "cnnzoo vs plain": max_difference(models["cnnzoo"], models["plain"]),
         "plain vs plain-tensors": max_difference(models["plain"], models["plain-tensors"]),
     }
-    info = machine()
+    info = machine(args.threads, loader.num_workers)
+    epoch = "s/epoch" if steps == per_epoch else f"s/{steps} steps"
     lines = [
         "",
-        "| run | median s/epoch | ms/step | min s | max s | cnnzoo / run |",
+        f"| run | median {epoch} | ms/step | min–max s | median CPU s | cnnzoo / run |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, times in seconds.items():
+    for name, times in wall.items():
         lines.append(
-            f"| {RUNS[name]} | {median[name]:.3f} | {1000 * median[name] / steps:.2f} "
-            f"| {min(times):.3f} | {max(times):.3f} | {median['cnnzoo'] / median[name]:.3f} |"
+            f"| {RUNS[name]} | {median[name]:.2f} | {1000 * median[name] / steps:.2f} "
+            f"| {min(times):.2f}–{max(times):.2f} | {median_cpu[name]:.2f} "
+            f"| {median['cnnzoo'] / median[name]:.3f} |"
         )
-    verdict = "met" if ratio["cnnzoo/plain"] < 1.15 else "NOT met"
+    verdict = "met" if ratio["cnnzoo/plain"] < 1.15 else "not met"
     lines += [
         "",
         f"cnnzoo / plain = {ratio['cnnzoo/plain']:.3f} (target < 1.15: {verdict}); "
-        f"cnnzoo / plain-tensors = {ratio['cnnzoo/plain-tensors']:.3f}",
-        f"{steps} steps of batch {setup.batch_size}, median of {args.rounds} rounds "
-        f"(alternating order, after {min(args.warmup_steps, steps)} warm-up steps of each)",
+        f"cnnzoo / plain-tensors = {ratio['cnnzoo/plain-tensors']:.3f}; in CPU time "
+        f"{cpu_ratio['cnnzoo/plain']:.3f} and {cpu_ratio['cnnzoo/plain-tensors']:.3f}",
+        f"medians of {args.rounds} rounds in alternating order, after {warmup} warm-up steps "
+        f"of each; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after",
         "max |weight difference| at the end: "
-        + ", ".join(f"{key} {value:.2e}" for key, value in difference.items()),
+        + ", ".join(f"{key} {value:.1e}" for key, value in difference.items()),
         f"disabled in the cnnzoo run: {DISABLED}",
         f"machine: {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']}, "
-        f"lightning {info['lightning']}, Python {info['python']}, "
-        f"{args.threads} torch threads, {plain_dm.num_workers} loader worker(s)",
+        f"lightning {info['lightning']}, Python {info['python']}, {args.threads} torch "
+        f"threads, {loader.num_workers} loader workers",
     ]
     print("\n".join(lines))
     if args.json is not None:
         results = {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "arch": ARCH,
-            "batch_size": setup.batch_size,
-            "batch_size_source": args.batch_source,
+            "data_settings": args.data_settings,
+            "data_source": args.data_source,
+            "training_images": images,
             "steps": steps,
+            "steps_per_epoch": per_epoch,
             "rounds": args.rounds,
-            "warmup_steps": min(args.warmup_steps, steps),
-            "num_workers": plain_dm.num_workers,
-            "seconds": seconds,
-            "median_seconds": median,
+            "warmup_steps": warmup,
+            "wall_seconds": wall,
+            "cpu_seconds": cpu,
+            "median_wall_seconds": median,
+            "median_cpu_seconds": median_cpu,
             "ratios": ratio,
+            "cpu_ratios": cpu_ratio,
             "max_weight_difference": difference,
             "cnnzoo_trainer_settings": TRAINER_SETTINGS,
+            "load_average": {"before": load_before, "after": load_after},
             "machine": info,
         }
         args.json.write_text(json.dumps(results, indent=2) + "\n")

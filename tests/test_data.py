@@ -262,7 +262,7 @@ def test_cifar_from_a_tar_gz_of_jpegs_is_unpacked_and_decoded_once(tmp_path, cif
     assert test_images.dtype == torch.uint8
     assert [label for _, label in items(datamodule.test_set)] == list(range(10))
     unpacked = next((tmp_path / "cache" / "unpacked").iterdir())
-    first = np.asarray(Image.open(unpacked / "test" / "airplane" / "0.jpg"))
+    first = np.array(Image.open(unpacked / "test" / "airplane" / "0.jpg"))
     assert torch.equal(test_images[0], torch.from_numpy(first).permute(2, 0, 1))
     decoded = sorted((tmp_path / "cache" / "decoded").glob("*.pt"))
     assert len(decoded) == 2  # train and test, each decoded once into the cache

@@ -34,10 +34,15 @@ TRAINER_DEFAULTS = {
             "init_args": {
                 "monitor": "val/top1_error",
                 "mode": "min",
-                "save_last": True,
                 "filename": "epoch{epoch:03d}-top1err{val/top1_error:.4f}",
                 "auto_insert_metric_name": False,
             },
+        },
+        {
+            # last.ckpt after every epoch, to resume from: since Lightning 2.6 `save_last` of a
+            # checkpoint that monitors a metric writes it only when the metric improves.
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"filename": "last", "enable_version_counter": False},
         },
         {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"},
         {"class_path": "cnnzoo.callbacks.PredictionGallery"},
