@@ -31,8 +31,16 @@ class ModelCard:
     url: str
     input_size: tuple[int, int, int]  # (channels, height, width) the paper trains at
     num_classes: int
-    published_params: int | None = None
+    published_params: int | None = None  # as printed: 138_000_000 for "138M"
     params_source: str = ""
+    # Multiply-adds of one forward pass at `input_size`, as printed (many papers say "FLOPs"
+    # for multiply-adds: ResNet's "3.8 x 10^9 FLOPs" are multiply-adds).
+    published_macs: int | None = None
+    macs_source: str = ""
+    # How far our count may stand from the published one beyond the printed figure's own
+    # rounding, relative; a card that needs any says why in `notes`.
+    params_tolerance: float = 0.0
+    macs_tolerance: float = 0.0
     published_errors: tuple[PublishedError, ...] = ()
     recipe: str | None = None  # name of the default recipe (a YAML file of the arch package)
     aux_loss_weight: float = (

@@ -145,6 +145,9 @@ def lenet5(num_classes: int = 10, in_chans: int = 1) -> LeNet5:
         url=URL,
         input_size=(1, 32, 32),
         num_classes=10,
+        published_params=61_706,
+        params_source="not in the paper: LeNet-5's sizes with a full C3 (6x16 5x5 kernels) and "
+        "a linear output layer in place of the RBF units",
         recipe="lenet5_relu_mnist",
         fixed_input_size=True,
         notes="Modern variant, not in the paper: ReLU, max pooling, full C3, linear classifier "

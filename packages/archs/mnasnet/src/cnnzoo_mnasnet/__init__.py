@@ -1,0 +1,1 @@
+"""MnasNet (Tan et al. 2019) for cnnzoo."""

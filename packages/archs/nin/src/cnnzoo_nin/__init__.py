@@ -1,0 +1,1 @@
+"""Network in Network (Lin, Chen and Yan 2013) for cnnzoo."""

@@ -1,0 +1,1 @@
+"""VGG (Simonyan and Zisserman 2014): configurations A to E for cnnzoo."""

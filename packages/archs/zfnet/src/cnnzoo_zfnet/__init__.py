@@ -1,0 +1,1 @@
+"""ZFNet (Zeiler and Fergus 2013) for cnnzoo."""

@@ -1,0 +1,135 @@
+"""What every registered model must satisfy, whatever its family: its card is complete, its
+parameters and multiply-adds match the paper's figures, `feature_info` tells the truth, it
+trains at the paper's input size, and it speaks the whole protocol.
+
+Family test files check what is particular to a paper (connection tables, initialisation,
+equivalence with torchvision's or timm's weights); this file runs over `list_models()`, so a
+new plugin is tested here the moment it registers.
+"""
+
+from __future__ import annotations
+
+import cnnzoo
+import pytest
+import torch
+import torch.nn.functional as F
+from cnnzoo import AuxLogits, create_model, list_models, model_card
+from cnnzoo.complexity import complexity, matches_published, printed_precision
+
+MODELS = list_models()
+
+
+def test_printed_precision_reads_the_figure_as_printed():
+    assert printed_precision(138_000_000) == 500_000
+    assert printed_precision(25_557_032) == 0
+    assert matches_published(138_357_544, 138_000_000)
+    assert not matches_published(139_000_000, 138_000_000)
+    assert matches_published(139_000_000, 138_000_000, tolerance=0.01)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_card_is_complete(name):
+    card = model_card(name)
+    assert card.paper and card.authors and card.url.startswith("http")
+    assert 1989 <= card.year <= 2026
+    assert len(card.input_size) == 3 and card.num_classes > 1
+    assert card.published_params is not None, "every card states a parameter count"
+    assert card.params_source, "and where that figure comes from"
+    if card.published_macs is not None:
+        assert card.macs_source
+    for error in card.published_errors:
+        assert error.dataset and error.source and (error.top1 or error.top5)
+    if card.params_tolerance or card.macs_tolerance:
+        assert card.notes, "a card that departs from the paper's figures says why in its notes"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameters_match_the_card(name):
+    card = model_card(name)
+    ours = complexity(name).params
+    assert matches_published(ours, card.published_params, card.params_tolerance), (
+        f"{name}: {ours:,} parameters; the card says {card.published_params:,} "
+        f"({card.params_source})"
+    )
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if model_card(n).published_macs])
+def test_multiply_adds_match_the_card(name):
+    card = model_card(name)
+    ours = complexity(name).macs
+    assert matches_published(ours, card.published_macs, card.macs_tolerance), (
+        f"{name}: {ours:,} multiply-adds at {card.input_size}; the card says "
+        f"{card.published_macs:,} ({card.macs_source})"
+    )
+
+
+def _feature_maps(model: cnnzoo.ClassifierNet, size: int) -> dict[str, torch.Size]:
+    shapes: dict[str, torch.Size] = {}
+    hooks = [
+        model.get_submodule(info.module).register_forward_hook(
+            lambda _m, _i, out, key=info.module: shapes.__setitem__(key, out.shape)
+        )
+        for info in model.feature_info
+    ]
+    channels = model.in_chans
+    with torch.no_grad():
+        model.eval().forward_features(torch.zeros(1, channels, size, size, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_feature_info_matches_the_feature_maps(name):
+    """Channels as stated; stride as stated: 64 more input pixels give 64/stride more
+    map pixels, whatever the padding (the paper's size and 64 more, on the meta device)."""
+    size = model_card(name).input_size[1]
+    with torch.device("meta"):
+        model = create_model(name)
+    assert model.feature_info, "feature_info lists at least one stage"
+    base, larger = _feature_maps(model, size), _feature_maps(model, size + 64)
+    for info in model.feature_info:
+        assert base[info.module][1] == info.channels, info
+        grown = larger[info.module][-1] - base[info.module][-1]
+        assert grown * info.stride == 64, f"{info}: 64 more pixels gave {grown} more"
+    strides = [info.stride for info in model.feature_info]
+    assert strides == sorted(strides)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_trains_at_the_papers_input_size(name):
+    """One forward and backward pass at the paper's input size: every parameter gets a
+    gradient (no dead layer), auxiliary classifiers answer only in training."""
+    card = model_card(name)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7)
+    x = torch.randn(2, *card.input_size)
+    target = torch.tensor([1, 5])
+    out = model.train()(x)
+    logits, aux = (out.logits, out.aux_logits) if isinstance(out, AuxLogits) else (out, ())
+    assert bool(aux) == (card.aux_loss_weight > 0)
+    assert logits.shape == (2, 7) and all(a.shape == (2, 7) for a in aux)
+    loss = F.cross_entropy(logits, target) + sum(F.cross_entropy(a, target) for a in aux)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without a gradient: {missing[:5]}"
+    with torch.no_grad():
+        assert model.eval()(x[:1]).shape == (1, 7)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_protocol(name):
+    """forward = forward_head(forward_features); pre_logits; reset_classifier; in_chans."""
+    card = model_card(name)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, in_chans=1).eval()
+    x = torch.randn(1, 1, *card.input_size[1:])
+    with torch.no_grad():
+        features = model.forward_features(x)
+        torch.testing.assert_close(model.forward_head(features), model(x))
+        pre_logits = model.forward_head(features, pre_logits=True)
+        assert pre_logits.ndim == 2
+        model.reset_classifier(3)
+        assert model(x).shape == (1, 3) and model.num_classes == 3
+    with pytest.raises(cnnzoo.InputShapeError, match="channels"):
+        model(torch.randn(1, 3, *card.input_size[1:]))
