@@ -77,7 +77,7 @@ def printed_rows(text: str) -> dict[str, list[str]]:
 def test_models_table_lists_every_model_with_year_and_parameters(capsys, wide_terminal):
     assert main(["models"]) == 0
     rows = printed_rows(capsys.readouterr().out)
-    assert set(rows) == set(PAPER_ROWS)
+    assert set(rows) >= set(PAPER_ROWS)
     for name, (year, params) in PAPER_ROWS.items():
         assert year in rows[name], name
         assert params in rows[name], name
@@ -96,8 +96,8 @@ def test_models_pattern_and_markdown(capsys, wide_terminal):
     assert lenet5["model"] == "lenet5"
     assert lenet5["params (ours)"] == lenet5["params (paper)"] == "60,000"
     assert lenet5["top-1 err %"] == "0.95"
-    assert main(["models", "resnet*"]) == 1
-    assert "no registered model matches 'resnet*'" in capsys.readouterr().out
+    assert main(["models", "nosuchnet*"]) == 1
+    assert "no registered model matches 'nosuchnet*'" in capsys.readouterr().out
 
 
 def test_models_table_shows_a_broken_plugin_and_the_others(capsys, fake_plugins):
@@ -106,7 +106,7 @@ def test_models_table_shows_a_broken_plugin_and_the_others(capsys, fake_plugins)
     out = capsys.readouterr().out
     broken = next(line for line in out.splitlines() if line.startswith("| brokennet |"))
     assert "BROKEN: plugin distribution 'cnnzoo-broken'" in broken
-    assert set(printed_rows(out)) == set(PAPER_ROWS)
+    assert set(printed_rows(out)) >= set(PAPER_ROWS)
 
 
 def test_recipes_lists_the_installed_recipes(capsys):

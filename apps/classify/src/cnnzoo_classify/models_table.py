@@ -1,55 +1,125 @@
-"""`cnnzoo models [PATTERN]`: the registered models with their cards, as a table."""
+"""`cnnzoo models [PATTERN]`: the registered models with their cards, as a table.
+
+`cnnzoo models --write-docs docs/models.md` writes the zoo's docs page from the same rows,
+so that page is generated from the model cards and never typed by hand.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-import torch
-from cnnzoo import CnnzooError, create_model, list_models, model_card
+from cnnzoo import CnnzooError, list_models, model_card
+from cnnzoo.card import ModelCard
+from cnnzoo.complexity import complexity
 
-
-def _count_params(name: str) -> int | None:
-    # Built on the meta device: no memory is allocated, so even VGG-19 counts instantly.
-    try:
-        with torch.device("meta"):
-            model = create_model(name)
-    except CnnzooError:
-        return None
-    return sum(p.numel() for p in model.parameters())
+DOCS_COMMAND = "uv run cnnzoo models --write-docs docs/models.md"
 
 
-def _millions(count: int | None) -> str:
-    return "—" if count is None else f"{count / 1e6:.3f}M" if count >= 1e5 else f"{count:,}"
+def _count(count: int | None) -> str:
+    if count is None:
+        return "—"
+    if count >= 1e9:
+        return f"{count / 1e9:.2f}G"
+    return f"{count / 1e6:.3f}M" if count >= 1e5 else f"{count:,}"
+
+
+def _printed(count: int | None) -> str:
+    """A published figure without invented digits: "138M", not "138.000M"."""
+    text = _count(count)
+    if text[-1] in "MG":
+        text = text[:-1].rstrip("0").rstrip(".") + text[-1]
+    return text
 
 
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def _sources(card: ModelCard) -> str:
+    best = card.best_error()
+    parts = [
+        ("params", card.params_source),
+        ("MACs", card.macs_source if card.published_macs else ""),
+        ("errors", best.source if best else ""),
+    ]
+    return "; ".join(f"{what}: {source}" for what, source in parts if source)
+
+
+def model_row(name: str) -> dict[str, str]:
+    try:
+        card = model_card(name)
+    except CnnzooError as exc:
+        return {"model": name, "paper": f"BROKEN: {exc}"}
+    try:
+        ours = complexity(name)
+    except Exception as exc:  # a model that cannot run on the meta device still gets its row
+        ours = None
+        note = f"cannot count: {type(exc).__name__}"
+    best = card.best_error()
+    return {
+        "model": name,
+        "paper": f"{card.paper} ({card.authors.split(',')[0]} et al.)",
+        "year": str(card.year),
+        "input": "x".join(map(str, card.input_size)),
+        "params (ours)": _count(ours.params) if ours else note,
+        "params (paper)": _printed(card.published_params),
+        "MACs (ours)": _count(ours.macs) if ours else note,
+        "MACs (paper)": _printed(card.published_macs),
+        "top-1 err %": _percent(best.top1) if best else "—",
+        "top-5 err %": _percent(best.top5) if best else "—",
+        "on": f"{best.dataset}, {best.evaluation}" if best else "—",
+        "sources": _sources(card),
+        "recipe": card.recipe or "—",
+    }
+
+
 def model_rows(pattern: str) -> list[dict[str, str]]:
-    rows = []
-    for name in list_models(pattern):
+    return [model_row(name) for name in list_models(pattern)]
+
+
+def _markdown(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = (row.get(c, "").replace("|", "/") for c in columns)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def docs_page() -> str:
+    """The zoo's docs page: every model's paper, figures ours against the paper's, and why
+    they differ where they do."""
+    names = list_models()
+    rows = [model_row(name) for name in names]
+    columns = [c for c in rows[0] if c not in ("paper", "year", "recipe")] if rows else []
+    papers: dict[str, list[dict[str, str]]] = {}
+    for row in sorted(rows, key=lambda row: (row.get("year", ""), row["model"])):
+        papers.setdefault(row.get("paper", ""), []).append(row)
+    lines = [
+        "# The models",
+        "",
+        f"Generated from the model cards by `{DOCS_COMMAND}`; do not edit by hand "
+        "(`tests/test_docs.py` fails when this page and the cards disagree).",
+        "",
+        f"{len(names)} variants. *Ours* is counted from the code: parameters, and the "
+        "multiply-adds of convolutions and matrix products for one image at the paper's input "
+        "size (`cnnzoo.complexity`), as the papers count them. *Paper* is the figure as "
+        "printed, with its source; errors are the paper's, in percent.",
+    ]
+    for paper, paper_rows in papers.items():
+        year = paper_rows[0].get("year", "")
+        lines += ["", f"## {paper}, {year}", "", *_markdown(paper_rows, columns)]
+    notes = []
+    for name in names:
         try:
             card = model_card(name)
-        except CnnzooError as exc:
-            rows.append({"model": name, "paper": f"BROKEN: {exc}"})
+        except CnnzooError:
             continue
-        best = card.best_error()
-        rows.append(
-            {
-                "model": name,
-                "paper": f"{card.paper} ({card.authors.split(',')[0]} et al.)",
-                "year": str(card.year),
-                "input": "x".join(map(str, card.input_size)),
-                "params (ours)": _millions(_count_params(name)),
-                "params (paper)": _millions(card.published_params),
-                "top-1 err %": _percent(best.top1) if best else "—",
-                "top-5 err %": _percent(best.top5) if best else "—",
-                "on": best.dataset if best else "—",
-                "recipe": card.recipe or "—",
-            }
-        )
-    return rows
+        if card.notes:
+            notes.append(f"- **{name}** ({card.url}): {card.notes}")
+    if notes:
+        lines += ["", "## Notes: where and why we differ from the paper", "", *notes]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> int:
@@ -60,17 +130,22 @@ def main(argv: list[str]) -> int:
         "pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'"
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--write-docs", type=Path, metavar="PATH", help="write the docs page of every model"
+    )
     args = parser.parse_args(argv)
+    if args.write_docs is not None:
+        args.write_docs.parent.mkdir(parents=True, exist_ok=True)
+        args.write_docs.write_text(docs_page())
+        print(f"wrote {args.write_docs}")
+        return 0
     rows = model_rows(args.pattern)
     if not rows:
         print(f"no registered model matches {args.pattern!r}; `cnnzoo models` lists them all.")
         return 1
-    columns = list(max(rows, key=len))
+    columns = [c for c in max(rows, key=len) if c != "sources"]
     if args.markdown:
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for row in rows:
-            print("| " + " | ".join(row.get(c, "") for c in columns) + " |")
+        print("\n".join(_markdown(rows, columns)))
         return 0
     from rich.console import Console
     from rich.table import Table
