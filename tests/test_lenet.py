@@ -8,7 +8,7 @@ import cnnzoo
 import pytest
 import torch
 from cnnzoo import InputShapeError
-from cnnzoo_lenet.layers import DIGIT_BITMAPS, ScaledTanh
+from cnnzoo_lenet.layers import DIGIT_BITMAPS, RUBBISH_PENALTY, ScaledTanh
 
 # §II.B: trainable parameters of each layer.
 PAPER_PARAMS = {"c1": 156, "s2": 12, "c3": 1_516, "s4": 32, "c5": 48_120, "f6": 10_164}
@@ -116,6 +116,28 @@ def test_logits_are_minus_squared_distances_to_the_prototypes(lenet, images):
         on_codes = lenet.output(lenet.output.prototypes)
     assert torch.equal(on_codes.diagonal(), torch.zeros(10))
     assert torch.equal(on_codes.argmax(dim=1), torch.arange(10))
+
+
+def test_training_criterion_is_equation_9(lenet):
+    """E = y_D + log(e^-j + sum_i e^-y_i), with y the RBF penalties (the logits are -y)."""
+    penalties = torch.tensor([[0.5, 30.0, 42.0] + [80.0] * 7, [50.0, 60.0, 70.0] + [90.0] * 7])
+    target = torch.tensor([0, 1])
+    j = RUBBISH_PENALTY
+    expected = (
+        penalties[torch.arange(2), target]
+        + torch.log(torch.exp(torch.tensor(-j)) + torch.exp(-penalties).sum(dim=1))
+    ).mean()
+    torch.testing.assert_close(lenet.criterion(-penalties, target), expected)
+    # Unlike cross-entropy, it still pulls a winning class whose penalty is large: the second
+    # digit's class 1 loses to nobody but 0, yet its penalty of 60 dominates the loss.
+    cross_entropy = torch.nn.functional.cross_entropy(-penalties, target)
+    assert lenet.criterion(-penalties, target) > cross_entropy + 20
+
+
+def test_the_trainer_uses_the_models_criterion(lenet):
+    module = cnnzoo.ImageClassifier("lenet5")
+    logits, target = -torch.rand(3, 10) * 50, torch.tensor([1, 2, 3])
+    torch.testing.assert_close(module._loss(logits, target), module.model.criterion(logits, target))
 
 
 def test_scaled_tanh_maps_plus_minus_one_to_plus_minus_one():

@@ -66,10 +66,11 @@ def lr_schedule(make_trainer, make_digits):
 
 
 def test_label_smoothing_mixes_in_the_uniform_distribution(logits_and_target):
+    # lenet5_relu trains with cross-entropy (lenet5 with its paper's own criterion).
     logits, target = logits_and_target
     smoothing = 0.1
-    plain = ImageClassifier("lenet5")._loss(logits, target)
-    smoothed = ImageClassifier("lenet5", label_smoothing=smoothing)._loss(logits, target)
+    plain = ImageClassifier("lenet5_relu")._loss(logits, target)
+    smoothed = ImageClassifier("lenet5_relu", label_smoothing=smoothing)._loss(logits, target)
     log_probs = logits.log_softmax(dim=-1)
     uniform = -log_probs.mean(dim=-1).mean()
     torch.testing.assert_close(plain, F.nll_loss(log_probs, target))
@@ -80,7 +81,7 @@ def test_label_smoothing_mixes_in_the_uniform_distribution(logits_and_target):
 def test_auxiliary_losses_are_weighted_into_the_loss(logits_and_target):
     logits, target = logits_and_target
     aux = (logits.flip(0), logits * 0.5)
-    module = ImageClassifier("lenet5", aux_loss_weight=0.3)
+    module = ImageClassifier("lenet5_relu", aux_loss_weight=0.3)
     expected = F.cross_entropy(logits, target) + 0.3 * sum(F.cross_entropy(a, target) for a in aux)
     torch.testing.assert_close(module._loss(AuxLogits(logits, aux), target), expected)
     # Without an explicit weight the card's is used: LeNet-5 has no auxiliary classifiers.

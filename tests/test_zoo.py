@@ -122,9 +122,14 @@ def test_protocol(name):
     """forward = forward_head(forward_features); pre_logits; reset_classifier; in_chans."""
     card = model_card(name)
     torch.manual_seed(0)
-    model = create_model(name, num_classes=5, in_chans=1).eval()
-    x = torch.randn(1, 1, *card.input_size[1:])
+    model = create_model(name, num_classes=5, in_chans=1)
+    x = torch.randn(2, 1, *card.input_size[1:])
     with torch.no_grad():
+        # One pass in training mode first gives BatchNorm running statistics: fresh ones
+        # (mean 0, variance 1) let a 1,000-layer residual net overflow to NaN in eval mode.
+        model.train()(x)
+        model.eval()
+        x = x[:1]
         features = model.forward_features(x)
         torch.testing.assert_close(model.forward_head(features), model(x))
         pre_logits = model.forward_head(features, pre_logits=True)

@@ -144,13 +144,14 @@ class ImageClassifier(L.LightningModule):
         return self._forward(x)
 
     def _loss(self, output: torch.Tensor | AuxLogits, target: torch.Tensor) -> torch.Tensor:
+        criterion = self.model.criterion  # the paper's loss: cross-entropy for most
         if isinstance(output, AuxLogits):
-            loss = F.cross_entropy(output.logits, target, label_smoothing=self.label_smoothing)
+            loss = criterion(output.logits, target, label_smoothing=self.label_smoothing)
             for aux in output.aux_logits:
-                aux_loss = F.cross_entropy(aux, target, label_smoothing=self.label_smoothing)
+                aux_loss = criterion(aux, target, label_smoothing=self.label_smoothing)
                 loss = loss + self.aux_loss_weight * aux_loss
             return loss
-        return F.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+        return criterion(output, target, label_smoothing=self.label_smoothing)
 
     def _update_metrics(self, stage: str, logits: torch.Tensor, target: torch.Tensor) -> None:
         for k in (1, 5):

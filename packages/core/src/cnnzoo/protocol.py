@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnzoo.card import ModelCard
@@ -57,6 +58,13 @@ class ClassifierNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         raise NotImplementedError
+
+    def criterion(
+        self, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        """The loss the paper trains with: cross-entropy, unless a paper defines its own
+        (LeNet-5's MAP criterion, eq. 9). The trainer calls it on every classifier's logits."""
+        return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

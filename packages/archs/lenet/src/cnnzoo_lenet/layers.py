@@ -261,9 +261,8 @@ def rbf_prototypes(num_classes: int) -> torch.Tensor:
 class EuclideanRBF(nn.Module):
     """The output layer: y_i = sum_j (x_j - w_ij)^2 with fixed w (§II.B, eq. 7).
 
-    It returns -y as logits: cross-entropy on them is the paper's MAP criterion (eq. 9)
-    without its constant "rubbish class" term. The codes are buffers, not parameters:
-    "chosen by hand and kept fixed".
+    It returns -y as logits; `map_criterion` is the loss the paper trains them with. The
+    codes are buffers, not parameters: "chosen by hand and kept fixed".
     """
 
     def __init__(self, num_classes: int) -> None:
@@ -272,6 +271,29 @@ class EuclideanRBF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -(x.unsqueeze(1) - self.prototypes).pow(2).sum(dim=-1)
+
+
+# Eq. 9's constant j, which the paper leaves unnumbered ("a positive constant"). With j = 10,
+# e^-j outweighs the other classes' e^-y_i once they stand more than 10 from F6's output, and
+# the criterion then keeps pulling F6 towards the correct prototype, as the MSE term does.
+RUBBISH_PENALTY = 10.0
+
+
+def map_criterion(
+    logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """The maximum a posteriori criterion of eq. 9, for logits -y_i:
+
+        E = y_D + log(e^-j + sum_i e^-y_i)
+
+    which is cross-entropy over the classes plus a "rubbish" class of constant penalty j.
+    Unlike plain cross-entropy it keeps lowering the correct class's penalty y_D even once
+    that class wins, and it cannot be lowered by pushing every penalty up at once (§II.C).
+    """
+    rubbish = logits.new_full((logits.shape[0], 1), -RUBBISH_PENALTY)
+    return F.cross_entropy(
+        torch.cat([logits, rubbish], dim=1), target, label_smoothing=label_smoothing
+    )
 
 
 def init_dense_fan_in_(module: nn.Module) -> None:

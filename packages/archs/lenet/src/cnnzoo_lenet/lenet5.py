@@ -23,6 +23,7 @@ from cnnzoo_lenet.layers import (
     Subsampling,
     _c3_connections,
     init_dense_fan_in_,
+    map_criterion,
 )
 
 PAPER = "Gradient-Based Learning Applied to Document Recognition"
@@ -72,6 +73,11 @@ class LeNet5(ClassifierNet):
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.output = EuclideanRBF(num_classes).to(self.f6[0].weight.device)
+
+    def criterion(
+        self, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        return map_criterion(logits, target, label_smoothing)
 
 
 class LeNet5ReLU(ClassifierNet):
@@ -128,8 +134,8 @@ class LeNet5ReLU(ClassifierNet):
         recipe="lenet5_mnist",
         fixed_input_size=True,
         notes="Output RBF codes are hand-drawn 7x12 digit bitmaps, as in the paper's Fig. 3; "
-        "trained with SGD and cross-entropy on -RBF distances instead of the paper's "
-        "stochastic diagonal Levenberg-Marquardt.",
+        "trained with the paper's MAP criterion (eq. 9, with j = 10) by SGD with momentum "
+        "instead of the paper's stochastic diagonal Levenberg-Marquardt.",
     )
 )
 def lenet5(num_classes: int = 10, in_chans: int = 1) -> LeNet5:
