@@ -12,6 +12,7 @@ from pathlib import Path
 import cnnzoo
 import lightning as L
 import pytest
+import torch
 from cnnzoo_data import DigitsDataModule
 
 # W&B never reaches for the network from the tests, even on a machine that is logged in.
@@ -104,3 +105,14 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     for module in modules:
         sys.modules.pop(module, None)
     cnnzoo.refresh()  # sys.path is restored after this; the registry reads it afresh
+
+
+@pytest.fixture(autouse=True)
+def restore_determinism() -> Iterator[None]:
+    """A Trainer(deterministic=True) switches torch to deterministic algorithms for the whole
+    process; undo it after each test, so later tests (max-unpooling has no deterministic
+    kernel) run as they would alone."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
