@@ -83,11 +83,12 @@ class SEBottleneck(Bottleneck):
         return self.se(super().residual(x))
 
 
-class ResNeXtBottleneck(nn.Module):
+class ResNeXtBottleneck(Bottleneck):
     """ResNeXt's block (Xie et al. 2017, Fig. 3c), as the SENet paper's Table 1 lays out
     ResNeXt-50 (32x4d): 1x1 to `cardinality` x `bottleneck_width` x (width / 64) maps (128 in
     the 64-wide stage), a 3x3 convolution in `cardinality` groups, 1x1 to 4 x width maps.
-    The stride sits on the grouped 3x3, as in ResNeXt's released code."""
+    The stride sits on the grouped 3x3, as in ResNeXt's released code. Its residual and the
+    summation are ResNet's bottleneck's; only the layers' widths and grouping differ."""
 
     expansion: ClassVar[int] = 4
     cardinality: ClassVar[int] = 32  # C
@@ -96,7 +97,7 @@ class ResNeXtBottleneck(nn.Module):
     def __init__(
         self, in_channels: int, width: int, stride: int = 1, shortcut: ShortcutOption = "B"
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # its own layers below; Bottleneck's would be thrown away
         inner = self.cardinality * self.bottleneck_width * width // 64
         out_channels = width * self.expansion
         self.conv1 = conv1x1(in_channels, inner)
@@ -109,14 +110,6 @@ class ResNeXtBottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = make_shortcut(in_channels, out_channels, stride, shortcut)
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.residual(x) + self.shortcut(x))
 
 
 class SEResNeXtBottleneck(ResNeXtBottleneck):
