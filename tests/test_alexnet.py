@@ -12,11 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from cnnzoo.complexity import count_params
 from cnnzoo_alexnet import LocalResponseNorm, alexnet, alexnet_owt, from_torchvision_state_dict
-
-
-def num_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +34,10 @@ def net(request) -> cnnzoo.ClassifierNet:
 
 
 def test_parameter_counts(paper_net, owt_net):
-    assert num_params(paper_net) == 60_965_224
+    assert count_params(paper_net) == 60_965_224
     published = paper_net.card.published_params
-    assert abs(num_params(paper_net) - published) / published < 0.02  # "60 million"
-    assert num_params(owt_net) == 61_100_840 == num_params(torchvision.models.alexnet())
+    assert abs(count_params(paper_net) - published) / published < 0.02  # "60 million"
+    assert count_params(owt_net) == 61_100_840 == count_params(torchvision.models.alexnet())
     assert owt_net.card.published_params == 61_100_840
 
 

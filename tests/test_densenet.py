@@ -9,6 +9,7 @@ import cnnzoo
 import pytest
 import torch
 import torchvision
+from cnnzoo.complexity import count_params
 from cnnzoo_densenet import (
     CIFAR_TABLE,
     IMAGENET_TABLE,
@@ -21,10 +22,6 @@ from cnnzoo_densenet import (
     from_torchvision_state_dict,
 )
 from torch import nn
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def meta_model(name: str) -> DenseNet:
@@ -50,14 +47,14 @@ def meta_model(name: str) -> DenseNet:
     ],
 )
 def test_parameter_counts(name, params):
-    assert num_params(meta_model(name)) == params
+    assert count_params(meta_model(name)) == params
 
 
 @pytest.mark.parametrize("name", ["densenet121", "densenet169", "densenet201", "densenet161"])
 def test_same_size_as_torchvision(name):
     with torch.device("meta"):
         reference = getattr(torchvision.models, name)()
-    assert num_params(meta_model(name)) == num_params(reference)
+    assert count_params(meta_model(name)) == count_params(reference)
 
 
 @pytest.mark.parametrize(

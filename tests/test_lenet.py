@@ -8,6 +8,7 @@ import cnnzoo
 import pytest
 import torch
 from cnnzoo import InputShapeError
+from cnnzoo.complexity import count_params
 from cnnzoo_lenet.layers import DIGIT_BITMAPS, RUBBISH_PENALTY, ScaledTanh
 
 # §II.B: trainable parameters of each layer.
@@ -20,10 +21,6 @@ TABLE_I = (
     {0, 1, 3, 4}, {1, 2, 4, 5}, {0, 2, 3, 5},
     {0, 1, 2, 3, 4, 5},
 )  # fmt: skip
-
-
-def num_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +42,13 @@ def c3_connections(lenet) -> list[set[int]]:
 
 def test_parameter_counts_are_the_papers(lenet):
     per_layer = {
-        name: num_params(lenet.features.get_submodule(name))
+        name: count_params(lenet.features.get_submodule(name))
         for name in ("c1", "s2", "c3", "s4", "c5")
     }
-    per_layer["f6"] = num_params(lenet.f6)
+    per_layer["f6"] = count_params(lenet.f6)
     assert per_layer == PAPER_PARAMS
-    assert num_params(lenet) == 60_000 == lenet.card.published_params
-    assert num_params(cnnzoo.create_model("lenet5_relu")) == 61_706
+    assert count_params(lenet) == 60_000 == lenet.card.published_params
+    assert count_params(cnnzoo.create_model("lenet5_relu")) == 61_706
 
 
 def test_c3_connection_table_is_table_i(lenet):

@@ -21,10 +21,6 @@ from cnnzoo_mobilenet import (
 from torch import nn
 
 
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 @pytest.mark.parametrize(
     ("name", "params"),
     [
