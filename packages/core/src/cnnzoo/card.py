@@ -43,9 +43,8 @@ class ModelCard:
     macs_tolerance: float = 0.0
     published_errors: tuple[PublishedError, ...] = ()
     recipe: str | None = None  # name of the default recipe (a YAML file of the arch package)
-    aux_loss_weight: float = (
-        0.0  # weight of auxiliary classifiers' losses, where the paper has them
-    )
+    # Weight of the auxiliary classifiers' losses, where the paper has them (GoogLeNet: 0.3).
+    aux_loss_weight: float = 0.0
     fixed_input_size: bool = False  # True where the paper's head only fits its own input size
     min_input_size: int | None = None  # smallest height/width the network accepts
     notes: str = ""
