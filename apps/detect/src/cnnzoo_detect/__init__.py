@@ -1,0 +1,1 @@
+"""Faster R-CNN on any registered cnnzoo backbone."""
