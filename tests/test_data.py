@@ -176,12 +176,14 @@ def test_image_folder_classes_and_alexnet_crops(photo_tree):
     datamodule.setup()
     assert (len(datamodule.train_set), len(datamodule.val_set)) == (6, 3)
     assert len(datamodule.test_set) == 3  # the papers' ImageNet error is on the val split
-    torch.manual_seed(0)
     crop, label = datamodule.train_set[0]
     assert crop.shape == (3, 224, 224)
     assert crop.dtype == torch.uint8
     assert label == 0
+    # The augmentation of an image is drawn by (seed, epoch, index), whatever the global RNG.
     torch.manual_seed(1)
+    assert torch.equal(datamodule.train_set[0][0], crop)
+    datamodule.train_set.epoch = 1
     assert not torch.equal(datamodule.train_set[0][0], crop)  # random crops and flips
     crops, _ = datamodule.val_set[0]
     assert crops.shape == (10, 3, 224, 224)

@@ -4,7 +4,10 @@ cnnzoo models [PATTERN]              the registered models and their papers' fig
 cnnzoo recipes                       the installed recipes
 cnnzoo fit --config lenet5_mnist     train with a paper's recipe (a name or a YAML path)
 cnnzoo fit --model.arch alexnet --data ImageFolderDataModule --data.root /imagenet
-cnnzoo test|validate|predict --config ... --ckpt_path runs/lenet5/checkpoints/last.ckpt
+cnnzoo fit --config lenet5_mnist --ckpt_path last      resume where the run stopped
+cnnzoo test|validate --config ... --ckpt_path runs/lenet5/checkpoints/last.ckpt
+cnnzoo predict --ckpt_path PATH.ckpt --data ...  the model comes from the checkpoint
+cnnzoo explain VIEW ...              deconvnet, occlusion, filters, retrieval, Grad-CAM
 """
 
 from __future__ import annotations
@@ -12,18 +15,22 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from cnnzoo import ImageClassifier, model_card
+from cnnzoo import ImageClassifier, InputShapeError, model_card
+from cnnzoo.checkpoint import load_checkpoint_file
 from cnnzoo.recipes import find_recipe, list_recipes
 from cnnzoo_data import ClassificationDataModule
 from lightning.pytorch.cli import LightningCLI
 
 RUNS = "runs"
+LAST_EVERY_N_STEPS = 1000  # mid-epoch `last.ckpt`: at most this many steps lost to a kill
 
 # Set as parser defaults (not LightningCLI's trainer_defaults) so that recipes and the
 # command line can still change or replace every one of them.
 TRAINER_DEFAULTS = {
     "trainer.default_root_dir": RUNS,
     "trainer.max_epochs": 10,
+    # Checkpoints written atomically: a kill during the write leaves the previous one whole.
+    "trainer.plugins": [{"class_path": "cnnzoo.checkpoint.AtomicCheckpointIO"}],
     "trainer.logger": [
         {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}},
         {"class_path": "cnnzoo.loggers.WandbLogger", "init_args": {"save_dir": RUNS}},
@@ -39,13 +46,15 @@ TRAINER_DEFAULTS = {
             },
         },
         {
-            # last.ckpt after every epoch, to resume from: since Lightning 2.6 `save_last` of a
-            # checkpoint that monitors a metric writes it only when the metric improves.
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"filename": "last", "enable_version_counter": False},
+            # last.ckpt after every epoch and every n steps, to resume from (`--ckpt_path
+            # last`): since Lightning 2.6 `save_last` of a checkpoint that monitors a metric
+            # writes it only when the metric improves.
+            "class_path": "cnnzoo.checkpoint.LastCheckpoint",
+            "init_args": {"every_n_train_steps": LAST_EVERY_N_STEPS},
         },
         {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"},
         {"class_path": "cnnzoo.callbacks.PredictionGallery"},
+        {"class_path": "cnnzoo.callbacks.PredictionWriter"},
     ],
 }
 
@@ -73,6 +82,22 @@ class CnnzooCLI(LightningCLI):
             help="which checkpoint to test after fit: best by validation error, or the last "
             "(when validation watches the test split, as in papers that trained on all data)",
         )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=LAST_EVERY_N_STEPS,
+            help="also write last.ckpt every n training steps inside an epoch (0: only at "
+            "epoch ends), so that a killed run resumes with --ckpt_path last losing < n steps",
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the model's hyper-parameters from --ckpt_path (so `predict` needs no
+        # training config); a damaged file gets a clear error here, not an unpickling trace.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and path not in ("last", "best", "hpc", "registry"):
+            load_checkpoint_file(path, weights_only=True)
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -81,6 +106,12 @@ class CnnzooCLI(LightningCLI):
         data_args = config.data.init_args
         if data_args.get("image_size") is None:
             data_args.image_size = card.input_size[-1]
+        if card.min_input_size and data_args.image_size < card.min_input_size:
+            raise InputShapeError(
+                f"{arch} needs images of at least {card.min_input_size}x{card.min_input_size} "
+                f"(its paper used {card.input_size[1]}x{card.input_size[2]}); "
+                f"--data.image_size is {data_args.image_size}. Leave it out to use the paper's."
+            )
         for logger in config.trainer.logger or []:
             if isinstance(logger, dict) or not hasattr(logger, "init_args"):
                 continue
@@ -89,7 +120,10 @@ class CnnzooCLI(LightningCLI):
             if logger.init_args.get("save_dir") == RUNS:  # follow --trainer.default_root_dir
                 logger.init_args.save_dir = config.trainer.default_root_dir
         for callback in config.trainer.callbacks or []:
-            is_checkpoint = getattr(callback, "class_path", "").endswith("ModelCheckpoint")
+            class_path = getattr(callback, "class_path", "")
+            is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
+            if class_path.endswith("LastCheckpoint") and "checkpoint_every_n_steps" in config:
+                callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
             if is_checkpoint and callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
 
@@ -130,6 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         return models_main(argv[1:])
     if argv[:1] == ["recipes"]:
         return _print_recipes()
+    if argv[:1] == ["explain"]:
+        try:
+            from cnnzoo_explain.cli import main as explain_main
+        except ImportError as exc:
+            raise SystemExit(
+                f"`cnnzoo explain` needs the cnnzoo-explain package: pip install cnnzoo-explain "
+                f"({exc})"
+            ) from exc
+        return explain_main(argv[1:])
     CnnzooCLI(
         ImageClassifier,
         ClassificationDataModule,

@@ -1,12 +1,16 @@
-"""A picture of sample predictions, saved as PNG and sent to W&B when it is a logger."""
+"""What a run shows of its predictions: a picture of sample predictions (PNG, and W&B when
+it is a logger), and the predictions of `cnnzoo predict` as a CSV file."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 
 def prediction_figure(images: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, classes):
@@ -74,3 +78,69 @@ class PredictionGallery(L.Callback):
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         if batch_idx == 0:
             self._draw(trainer, module, batch, "test")
+
+
+def _image_name(dataset, index: int) -> str:
+    """The file an item came from, when the dataset knows it (ImageFolder), else its index."""
+    while hasattr(dataset, "base") or hasattr(dataset, "indices"):
+        if hasattr(dataset, "indices"):  # a Subset
+            index = int(dataset.indices[index])
+            dataset = dataset.dataset
+        else:  # a TransformedDataset
+            dataset = dataset.base
+    samples = getattr(dataset, "samples", None)
+    return str(samples[index][0]) if samples is not None else str(index)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """`cnnzoo predict` writes `predictions.csv` in the run's log folder: for each image,
+    its file (or index), its label where the data has one, and the top-5 classes with
+    their probabilities. Under DDP each process writes `predictions-rank<r>.csv`."""
+
+    def __init__(self, output_dir: str | None = None, top_k: int = 5) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = output_dir
+        self.top_k = top_k
+        self._file = None
+        self._writer = None
+        self.path: Path | None = None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        folder = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = (
+            "predictions.csv"
+            if trainer.world_size == 1
+            else f"predictions-rank{trainer.global_rank}.csv"
+        )
+        self.path = folder / name
+        self._file = open(self.path, "w", newline="")  # noqa: SIM115 (closed at predict end)
+        self._writer = csv.writer(self._file)
+        header = ["image", "label"]
+        for k in range(1, self.top_k + 1):
+            header += [f"top{k}_class", f"top{k}_prob"]
+        self._writer.writerow(header)
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
+        classes = getattr(trainer.datamodule, "classes", None)
+        dataset = trainer.predict_dataloaders.dataset
+        labels = batch[1].tolist() if isinstance(batch, list | tuple) and len(batch) > 1 else None
+        probs = prediction["probs"].float().cpu()
+        top = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
+        for row, index in enumerate(batch_indices or range(len(probs))):
+            label = labels[row] if labels is not None else ""
+            cells = [
+                _image_name(dataset, index),
+                classes[label] if classes and label != "" else label,
+            ]
+            for cls, prob in zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True):
+                cells += [classes[cls] if classes else cls, f"{prob:.6f}"]
+            self._writer.writerow(cells)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            rank_zero_info(f"predictions written to {self.path}")

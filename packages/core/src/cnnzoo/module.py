@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from torchmetrics import MeanMetric
 
+from cnnzoo.checkpoint import CheckpointError
 from cnnzoo.errors import CnnzooError
 from cnnzoo.metrics import TopKError
 from cnnzoo.optim import (
@@ -254,7 +255,32 @@ class ImageClassifier(L.LightningModule):
             metric=metric,
         )
 
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Checked on the CPU, before the batch moves: a label the classifier has no output
+        # for otherwise surfaces as an index error deep in the loss (or a CUDA assert).
+        if isinstance(batch, list | tuple) and len(batch) == 2 and torch.is_tensor(batch[1]):
+            labels = batch[1]
+            classes = self.model.num_classes
+            if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
+                bad = labels[(labels < 0) | (labels >= classes)].unique().tolist()
+                raise CnnzooError(
+                    f"labels {bad[:10]} are outside the model's {classes} classes (0 to "
+                    f"{classes - 1}). Build the model with --model.num_classes matching the "
+                    f"data (the cnnzoo command links it), or fix the dataset's labels."
+                )
+        return batch
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Raising here leaves the previous checkpoint file whole (cnnzoo.checkpoint writes
+        # atomically), so a run whose weights blew up never overwrites its last good state.
+        broken = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if broken:
+            raise FloatingPointError(
+                f"the weights became non-finite by step {self.global_step} (epoch "
+                f"{self.current_epoch}; first in {broken[0]}). Not saving them: the last "
+                f"checkpoint on disk is the last good one. Lower the learning rate, or add "
+                f"gradient clipping (--trainer.gradient_clip_val), and resume from it."
+            )
         checkpoint["cnnzoo"] = {
             "arch": self.hparams.arch,
             "card": self.card.to_dict(),
@@ -265,11 +291,32 @@ class ImageClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("cnnzoo", {})
-        arch = saved.get("arch", checkpoint.get("hyper_parameters", {}).get("arch"))
+        hparams = checkpoint.get("hyper_parameters", {})
+        arch = saved.get("arch", hparams.get("arch"))
         if arch is not None and arch != self.hparams.arch:
-            raise CnnzooError(
+            raise CheckpointError(
                 f"the checkpoint holds a {arch!r} model, not {self.hparams.arch!r}. Pass "
                 f"--model.arch {arch}, or a checkpoint of {self.hparams.arch!r}."
             )
+        self._check_shapes(checkpoint.get("state_dict", {}), hparams)
         if "rng_states" in saved:
             _restore_rng_states(saved["rng_states"])
+
+    def _check_shapes(self, state_dict: dict[str, torch.Tensor], hparams: dict) -> None:
+        """Name the mismatch in words: a checkpoint for other classes or channels."""
+        own = self.state_dict()
+        differ = [
+            f"{key} {tuple(value.shape)} in the checkpoint, {tuple(own[key].shape)} here"
+            for key, value in state_dict.items()
+            if key in own and value.shape != own[key].shape
+        ]
+        if not differ:
+            return
+        classes, chans = hparams.get("num_classes"), hparams.get("in_chans")
+        raise CheckpointError(
+            f"the checkpoint's {self.hparams.arch} was built for num_classes={classes} and "
+            f"in_chans={chans} (None: the paper's), this one for num_classes="
+            f"{self.model.num_classes} and in_chans={self.model.in_chans}; shapes differ: "
+            f"{'; '.join(differ[:3])}. Use data with the checkpoint's classes and channels "
+            f"(e.g. --data.in_chans {chans}), or fine-tune with reset_classifier."
+        )

@@ -19,7 +19,6 @@ from cnnzoo_data.sampling import (
     EpochSampler,
     EvalSampler,
     TransformedDataset,
-    seed_worker,
 )
 from cnnzoo_data.transforms import (
     Augmentation,
@@ -157,7 +156,7 @@ class ClassificationDataModule(L.LightningDataModule):
         # In-memory images go through deterministic geometry once, not once per epoch.
         if isinstance(base, TensorImages) and not transform.random and not ten_crops:
             return TransformedDataset(base.mapped(transform.geometry), None)
-        return TransformedDataset(base, transform.geometry)
+        return TransformedDataset(base, transform.geometry, random=transform.random)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -201,9 +200,8 @@ class ClassificationDataModule(L.LightningDataModule):
             # shipping their batches between processes would cost more than indexing them.
             num_workers=0 if dataset.transform is None else self.num_workers,
             pin_memory=torch.cuda.is_available(),
-            worker_init_fn=seed_worker,
-            # Worker seeds come from seed_worker, never from the global RNG, so creating
-            # a loader does not change the random stream of the training itself.
+            # The loader's own generator, never the global RNG, so that creating a loader does
+            # not change the random stream of the training itself.
             generator=torch.Generator().manual_seed(self.seed),
         )
 

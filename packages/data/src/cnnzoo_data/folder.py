@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from cnnzoo.errors import DatasetError
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -15,18 +19,51 @@ from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImage
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# One channel: the luminance PIL computes ("L"), normalised by ImageNet's channel averages.
+IMAGENET_GREY_MEAN = (0.449,)
+IMAGENET_GREY_STD = (0.226,)
+CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 
-def load_rgb(path: str) -> Image.Image:
-    """Open an image as RGB, naming the file when it cannot be decoded."""
+def load_image(path: str, mode: str = "RGB") -> Image.Image:
+    """Open an image converted to `mode` (grey or RGB, whatever the file holds), naming the
+    file when it cannot be decoded."""
     try:
         with open(path, "rb") as file:
             image = Image.open(file)
-            return image.convert("RGB")
+            return image.convert(mode)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(
-            f"cannot decode image {path}: {exc}. Remove or replace the file."
+            f"cannot decode image {path}: {exc}. Remove or replace the file, or pass "
+            f"--data.skip_corrupt true to leave out every image that does not decode."
         ) from exc
+
+
+load_rgb = partial(load_image, mode="RGB")
+
+
+def _decodes(path: str) -> bool:
+    try:
+        load_image(path)
+    except DatasetError:
+        return False
+    return True
+
+
+def drop_corrupt(folder: ImageFolder) -> list[str]:
+    """Decode every image of `folder` once (threads: decoding releases the GIL), drop those
+    that fail from it, and return their paths."""
+    from tqdm.auto import tqdm
+
+    paths = [path for path, _ in folder.samples]
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
+        ok = list(
+            tqdm(pool.map(_decodes, paths), total=len(paths), desc="checking images", unit="img")
+        )
+    folder.samples = [sample for sample, good in zip(folder.samples, ok, strict=True) if good]
+    folder.imgs = folder.samples
+    folder.targets = [target for _, target in folder.samples]
+    return [path for path, good in zip(paths, ok, strict=True) if not good]
 
 
 def find_classes(split_dir: Path) -> list[str]:
@@ -43,7 +80,7 @@ def find_classes(split_dir: Path) -> list[str]:
     return classes
 
 
-def image_folder(split_dir: Path, classes: list[str]) -> Dataset:
+def image_folder(split_dir: Path, classes: list[str], mode: str = "RGB") -> ImageFolder:
     """torchvision's ImageFolder over `split_dir`, checked against the training classes."""
     found = find_classes(split_dir)
     if found != classes:
@@ -54,7 +91,7 @@ def image_folder(split_dir: Path, classes: list[str]) -> Dataset:
             f"class folders."
         )
     try:
-        return ImageFolder(str(split_dir), loader=load_rgb)
+        return ImageFolder(str(split_dir), loader=partial(load_image, mode=mode))
     except FileNotFoundError as exc:
         raise DatasetError(
             f"{split_dir}: {exc}. Supported extensions: {', '.join(IMG_EXTENSIONS)}."
@@ -69,11 +106,12 @@ class ImageFolderDataModule(ClassificationDataModule):
         train_dir, val_dir, test_dir: split folders under root. A missing val_dir is split
             off the training images; test_dir defaults to val_dir (ImageNet's papers report
             validation-set error), or to the held-out validation split if there is none.
+        in_chans: 3 converts every image to RGB, 1 to grey, whatever each file holds.
+        skip_corrupt: decode every image once at setup and leave out those that fail
+            (named in a warning, listed in `skipped`); by default a bad file stops the run
+            with its name when it is first loaded.
     """
 
-    in_chans = 3
-    mean = IMAGENET_MEAN
-    std = IMAGENET_STD
     default_image_size = 224
     default_augmentation = "none"
 
@@ -83,8 +121,18 @@ class ImageFolderDataModule(ClassificationDataModule):
         train_dir: str = "train",
         val_dir: str | None = "val",
         test_dir: str | None = None,
+        in_chans: Literal[1, 3] = 3,
+        skip_corrupt: bool = False,
         **kwargs,
     ) -> None:
+        if in_chans not in CHANNEL_MODES:
+            raise DatasetError(f"in_chans must be 1 (grey) or 3 (RGB); got {in_chans}.")
+        self.in_chans = in_chans
+        grey = in_chans == 1
+        self.mean = IMAGENET_GREY_MEAN if grey else IMAGENET_MEAN
+        self.std = IMAGENET_GREY_STD if grey else IMAGENET_STD
+        self.skip_corrupt = skip_corrupt
+        self.skipped: list[str] = []
         super().__init__(**kwargs)
         self.root = Path(root)
         if not self.root.exists():
@@ -96,11 +144,26 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.classes = find_classes(self.root / train_dir)
         self.num_classes = len(self.classes)
 
+    def _folder(self, split_dir: Path) -> ImageFolder:
+        folder = image_folder(split_dir, self.classes, CHANNEL_MODES[self.in_chans])
+        if self.skip_corrupt:
+            bad = drop_corrupt(folder)
+            if bad:
+                warnings.warn(
+                    f"left out {len(bad)} image(s) of {split_dir} that do not decode: "
+                    f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}",
+                    stacklevel=2,
+                )
+            self.skipped.extend(bad)
+        if len(folder) == 0:
+            raise DatasetError(f"{split_dir} holds no image that decodes.")
+        return folder
+
     def load(self) -> Splits:
-        train = image_folder(self.root / self.train_dir, self.classes)
+        train = self._folder(self.root / self.train_dir)
         val_path = self.root / self.val_dir if self.val_dir else None
-        val = image_folder(val_path, self.classes) if val_path and val_path.is_dir() else None
-        test = image_folder(self.root / self.test_dir, self.classes) if self.test_dir else None
+        val = self._folder(val_path) if val_path and val_path.is_dir() else None
+        test = self._folder(self.root / self.test_dir) if self.test_dir else None
         return Splits(train=train, test=test, val=val)
 
 

@@ -1,10 +1,12 @@
-"""Samplers and a dataset wrapper that make every epoch reproducible.
+"""Samplers, a dataset wrapper and a training loader that make every run reproducible,
+and every interrupted run resumable to the same result, even from the middle of an epoch.
 
-The order of epoch e is a permutation seeded by (seed, e); each loader worker of epoch e
-seeds its augmentation by (seed, e, worker). A run resumed from a checkpoint therefore sees
-exactly the batches the uninterrupted run would have seen, with the same number of workers.
-With no workers the augmentation draws from the main process's RNG, which the checkpoint
-restores.
+- The order of epoch e is a permutation seeded by (seed, e), sharded across processes.
+- The augmentation of image i in epoch e draws from a generator seeded by (seed, e, i), so it
+  is the same with any number of loader workers and after any resume.
+- The training loader is stateful: a checkpoint records how many batches of the epoch were
+  drawn, and a run resumed from it skips those indices (without loading their images) and
+  goes on with the next batch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def _world() -> tuple[int, int]:
@@ -24,12 +26,23 @@ def _world() -> tuple[int, int]:
 
 
 class TransformedDataset(Dataset):
-    """A base dataset of (image, label) pairs seen through a per-image transform."""
+    """A base dataset of (image, label) pairs seen through a per-image transform.
 
-    def __init__(self, base: Dataset, transform: Callable[[Any], Any] | None, seed: int = 0):
+    A random transform draws from torch's generator seeded by (seed, epoch, index), inside
+    `fork_rng` so that the training's own random stream (dropout) is left as it was.
+    """
+
+    def __init__(
+        self,
+        base: Dataset,
+        transform: Callable[[Any], Any] | None,
+        seed: int = 0,
+        random: bool = False,
+    ):
         self.base = base
         self.transform = transform
         self.seed = seed
+        self.random = random
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -37,35 +50,37 @@ class TransformedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.base[index]
-        return (self.transform(image) if self.transform is not None else image), label
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: seed torch by (seed, epoch, worker, rank)."""
-    info = get_worker_info()
-    dataset = info.dataset
-    _, rank = _world()
-    if isinstance(dataset, TransformedDataset):
-        torch.manual_seed(
-            hash((dataset.seed, dataset.epoch, worker_id, rank)) & 0x7FFF_FFFF_FFFF_FFFF
-        )
+        if self.transform is None:
+            return image, label
+        if not self.random:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
+            return self.transform(image), label
 
 
 class EpochSampler(DistributedSampler):
     """Training order: shuffled by (seed, epoch) and sharded across processes.
 
     Lightning calls `set_epoch` before each epoch and leaves a DistributedSampler in place
-    under DDP; the epoch is passed on to a `TransformedDataset` for its workers' seeds.
+    under DDP; the epoch is passed on to a `TransformedDataset` for its augmentation seeds.
+    `skip` drops the first indices of the next iteration only (a resumed epoch).
     """
 
     def __init__(self, dataset: Sized, seed: int, shuffle: bool = True) -> None:
         num_replicas, rank = _world()
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         if isinstance(self.dataset, TransformedDataset):
             self.dataset.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())[self.skip :]
+        self.skip = 0
+        return iter(indices)
 
 
 class EvalSampler(DistributedSampler):
@@ -83,30 +98,55 @@ class EvalSampler(DistributedSampler):
         return len(range(self.rank, len(self.dataset), self.num_replicas))
 
 
-class _FirstBatchIterator:
-    """An iterator that makes the loader's real iterator only when the first batch is asked."""
+class _CountingIterator:
+    """The loader's iterator, made only when the first batch is asked, counting batches."""
 
-    def __init__(self, start: Callable[[], Iterator]) -> None:
-        self._start = start
+    def __init__(self, loader: EpochDataLoader) -> None:
+        self._loader = loader
         self._iterator: Iterator | None = None
 
-    def __iter__(self) -> _FirstBatchIterator:
+    def __iter__(self) -> _CountingIterator:
         return self
 
     def __next__(self):
         if self._iterator is None:
-            self._iterator = self._start()
-        return next(self._iterator)
+            self._iterator = self._loader._start_epoch()
+        batch = next(self._iterator)
+        self._loader.batches_drawn += 1
+        return batch
 
 
 class EpochDataLoader(DataLoader):
-    """The training loader: its iterator draws indices and starts workers at the first batch.
+    """The training loader: resumable mid-epoch, and started at the epoch's first batch.
 
     Lightning makes the training iterator before it calls `set_epoch`, and on resuming keeps
     that iterator for the first epoch (Lightning issue #21938); a multi-process iterator
     draws its first indices and forks its workers when it is made, so the resumed epoch
-    would replay epoch 0's order and augmentation. Deferred, they are those of the epoch set.
+    would replay epoch 0's order. Deferred to the first batch, they are those of the epoch set.
+
+    Lightning saves `state_dict()` in each checkpoint and hands it back to `load_state_dict`
+    before resuming. It fetches no batch ahead from a loader of known length, so the batches
+    drawn are exactly the batches trained on when a checkpoint is written.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches_drawn = 0
+        self._resume: dict[str, int] | None = None
+
     def __iter__(self) -> Iterator:
-        return _FirstBatchIterator(super().__iter__)
+        return _CountingIterator(self)
+
+    def _start_epoch(self) -> Iterator:
+        sampler = self.sampler
+        resume, self._resume = self._resume, None
+        skip = resume["batches"] if resume and resume["epoch"] == sampler.epoch else 0
+        sampler.skip = skip * self.batch_size
+        self.batches_drawn = skip
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self.batches_drawn}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state)
