@@ -11,9 +11,11 @@ from pathlib import Path
 
 import cnnzoo
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from cnnzoo_data import DigitsDataModule
+from PIL import Image
 
 # W&B never reaches for the network from the tests, even on a machine that is logged in.
 os.environ["WANDB_MODE"] = "offline"
@@ -116,3 +118,31 @@ def restore_determinism() -> Iterator[None]:
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     yield
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def write_jpeg(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def skimage_data():
+    return pytest.importorskip("skimage.data")
+
+
+def photo(name: str, short_side: int = 260) -> np.ndarray:
+    """A scikit-image photograph, shrunk so that decoding it costs little."""
+    image = Image.fromarray(getattr(skimage_data(), name)()).convert("RGB")
+    scale = short_side / min(image.size)
+    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale))))
+
+
+@pytest.fixture
+def photo_tree(tmp_path) -> Path:
+    """An ImageFolder tree of real photographs: train/ and val/, one folder per class."""
+    root = tmp_path / "photos"
+    for label, name in (("cat", "chelsea"), ("coffee", "coffee"), ("rocket", "rocket")):
+        pixels = photo(name)
+        write_jpeg(root / "train" / label / "a.jpg", pixels)
+        write_jpeg(root / "train" / label / "b.jpg", pixels[:, ::-1].copy())
+        write_jpeg(root / "val" / label / "c.jpg", pixels[10:, 10:].copy())
+    return root

@@ -23,9 +23,8 @@ from cnnzoo_data import (
 from cnnzoo_data.datamodule import TensorImages
 from cnnzoo_data.digits import digit_fields
 from cnnzoo_data.sampling import EpochSampler, EvalSampler, TransformedDataset
+from conftest import photo, write_jpeg
 from PIL import Image
-
-skimage_data = pytest.importorskip("skimage.data")
 
 CIFAR10_CLASSES = list(CIFAR10DataModule.classes)
 
@@ -37,30 +36,6 @@ def items(dataset) -> list[tuple[torch.Tensor, int]]:
 def fingerprints(dataset) -> Counter:
     """Each (image, label) of a dataset, counted: equal multisets mean the same samples."""
     return Counter((image.numpy().tobytes(), int(label)) for image, label in items(dataset))
-
-
-def write_jpeg(path: Path, pixels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, quality=90)
-
-
-def photo(name: str, short_side: int = 260) -> np.ndarray:
-    """A scikit-image photograph, shrunk so that decoding it costs little."""
-    image = Image.fromarray(getattr(skimage_data, name)()).convert("RGB")
-    scale = short_side / min(image.size)
-    return np.asarray(image.resize((round(image.width * scale), round(image.height * scale))))
-
-
-@pytest.fixture
-def photo_tree(tmp_path) -> Path:
-    """An ImageFolder tree of real photographs: train/ and val/, one folder per class."""
-    root = tmp_path / "photos"
-    for label, name in (("cat", "chelsea"), ("coffee", "coffee"), ("rocket", "rocket")):
-        pixels = photo(name)
-        write_jpeg(root / "train" / label / "a.jpg", pixels)
-        write_jpeg(root / "train" / label / "b.jpg", pixels[:, ::-1].copy())
-        write_jpeg(root / "val" / label / "c.jpg", pixels[10:, 10:].copy())
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import sys
 from typing import Literal
 
 from cnnzoo import ImageClassifier, InputShapeError, model_card
-from cnnzoo.checkpoint import load_checkpoint_file
+from cnnzoo.checkpoint import check_checkpoint_file
 from cnnzoo.recipes import find_recipe, list_recipes
 from cnnzoo_data import ClassificationDataModule
 from lightning.pytorch.cli import LightningCLI
@@ -96,7 +96,7 @@ class CnnzooCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and path not in ("last", "best", "hpc", "registry"):
-            load_checkpoint_file(path, weights_only=True)
+            check_checkpoint_file(path)
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:

@@ -62,10 +62,22 @@ def _is_local(path: _PATH) -> bool:
     return isinstance(get_filesystem(path), LocalFileSystem)
 
 
-def load_checkpoint_file(path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None):
-    """`torch.load` of a checkpoint, with a clear error for a missing or damaged file."""
+def check_checkpoint_file(path: _PATH) -> None:
+    """Fail clearly, and cheaply, on a missing checkpoint or one cut short: torch writes
+    checkpoints as zip archives, whose directory is the last thing written."""
     if not Path(path).is_file():
         raise CheckpointError(f"no checkpoint at {path}: check the path (`ls` its folder).")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint: it is truncated (a write cut short) or "
+            f"not a PyTorch checkpoint. Resume from another one, e.g. the best checkpoint "
+            f"in the same folder."
+        )
+
+
+def load_checkpoint_file(path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None):
+    """`torch.load` of a checkpoint, with a clear error for a missing or damaged file."""
+    check_checkpoint_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:

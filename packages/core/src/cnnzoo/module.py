@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from cnnzoo.checkpoint import CheckpointError
+from cnnzoo.checkpoint import CheckpointError, check_checkpoint_file
 from cnnzoo.errors import CnnzooError
 from cnnzoo.metrics import TopKError
 from cnnzoo.optim import (
@@ -139,6 +140,7 @@ class ImageClassifier(L.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str = "cpu") -> ImageClassifier:
         """Load a trained classifier from a checkpoint, without its training config."""
+        check_checkpoint_file(path)
         return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
@@ -218,6 +220,13 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "test")
 
+    def on_train_start(self) -> None:
+        # Hand the training loader its checkpointed position (a resumed mid-epoch run).
+        # Lightning does so when it first sets up the training data, but
+        # `estimated_stepping_batches` (configure_optimizers, for the schedule) sets it up
+        # before the checkpoint is restored, so Lightning's own call finds nothing to load.
+        self.trainer.fit_loop._load_combined_loader_states()
+
     def on_train_epoch_end(self) -> None:
         self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
         self._log_metrics("train")
@@ -234,8 +243,24 @@ class ImageClassifier(L.LightningModule):
         top = probs.topk(min(5, probs.shape[-1]), dim=-1)
         return {"probs": probs, "top_classes": top.indices, "top_probs": top.values}
 
+    def global_batch_size(self) -> int | None:
+        """Images per optimiser step over all processes: the data module's batch (per
+        process) x processes x accumulated batches. None when the data has no batch_size."""
+        trainer = self.trainer
+        per_process = getattr(trainer.datamodule, "batch_size", None)
+        if per_process is None:
+            return None
+        return per_process * trainer.world_size * trainer.accumulate_grad_batches
+
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.model, self.optimizer_spec)
+        batch = self.global_batch_size()
+        optimizer = build_optimizer(self.model, self.optimizer_spec, batch)
+        if self.optimizer_spec.batch_size is not None:
+            rank_zero_info(
+                f"learning rate {optimizer.param_groups[0]['lr']:g} for a global batch of "
+                f"{batch} (the recipe's {self.optimizer_spec.lr:g} is for "
+                f"{self.optimizer_spec.batch_size}; linear scaling rule)"
+            )
         trainer = self.trainer
         max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
         steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs)
@@ -255,20 +280,16 @@ class ImageClassifier(L.LightningModule):
             metric=metric,
         )
 
-    def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        # Checked on the CPU, before the batch moves: a label the classifier has no output
-        # for otherwise surfaces as an index error deep in the loss (or a CUDA assert).
-        if isinstance(batch, list | tuple) and len(batch) == 2 and torch.is_tensor(batch[1]):
-            labels = batch[1]
-            classes = self.model.num_classes
-            if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
-                bad = labels[(labels < 0) | (labels >= classes)].unique().tolist()
-                raise CnnzooError(
-                    f"labels {bad[:10]} are outside the model's {classes} classes (0 to "
-                    f"{classes - 1}). Build the model with --model.num_classes matching the "
-                    f"data (the cnnzoo command links it), or fix the dataset's labels."
-                )
-        return batch
+    def setup(self, stage: str) -> None:
+        # A model with fewer outputs than the data has classes fails here, before any step,
+        # rather than as an index error deep in the loss (or a CUDA assert).
+        data_classes = getattr(self.trainer.datamodule, "num_classes", None)
+        if data_classes is not None and data_classes > self.model.num_classes:
+            raise CnnzooError(
+                f"the data has {data_classes} classes but the {self.hparams.arch} model has "
+                f"{self.model.num_classes} outputs. Build it with num_classes={data_classes} "
+                f"(the cnnzoo command links it to the data's), or use data of its classes."
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Raising here leaves the previous checkpoint file whole (cnnzoo.checkpoint writes

@@ -28,10 +28,17 @@ _TIMM_OPTIMIZERS = {
 
 @dataclass
 class OptimizerSpec:
-    """An optimiser as a paper states it."""
+    """An optimiser as a paper states it.
+
+    `batch_size` is the global batch the paper's `lr` is for (all processes together).
+    When set, the rate follows the linear scaling rule (Goyal et al. 2017, "Accurate, Large
+    Minibatch SGD", §2.1): a run with another global batch B trains at lr * B / batch_size.
+    Unset, the rate is taken as it is, whatever the batch.
+    """
 
     name: Literal["sgd", "rmsprop", "rmsprop_tf", "adamw"] = "sgd"
     lr: float = 0.01
+    batch_size: int | None = None
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -57,7 +64,24 @@ class ScheduleSpec:
     interval: Literal["epoch", "step"] = "epoch"  # update the rate per epoch or per iteration
 
 
-def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimizer:
+def scaled_lr(spec: OptimizerSpec, global_batch_size: int | None) -> float:
+    """The learning rate for a global batch, by the linear scaling rule (see OptimizerSpec)."""
+    if spec.batch_size is None:
+        return spec.lr
+    if spec.batch_size < 1:
+        raise ValueError(f"optimizer batch_size must be at least 1; got {spec.batch_size}.")
+    if global_batch_size is None:
+        raise ValueError(
+            "the optimizer's lr is stated for a global batch of "
+            f"{spec.batch_size}, but the data module has no batch_size to scale it by; "
+            "unset optimizer.batch_size to take the lr as it is."
+        )
+    return spec.lr * global_batch_size / spec.batch_size
+
+
+def build_optimizer(
+    model: nn.Module, spec: OptimizerSpec, global_batch_size: int | None = None
+) -> torch.optim.Optimizer:
     key = (spec.name, spec.nesterov)
     if key not in _TIMM_OPTIMIZERS:
         raise ValueError(
@@ -72,7 +96,7 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec) -> torch.optim.Optimi
     return create_optimizer_v2(
         model,
         opt=_TIMM_OPTIMIZERS[key],
-        lr=spec.lr,
+        lr=scaled_lr(spec, global_batch_size),
         weight_decay=spec.weight_decay,
         momentum=spec.momentum,
         filter_bias_and_bn=not spec.decay_norm_and_bias,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+from cnnzoo.errors import DatasetError
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cnnzoo_data.sampling import (
@@ -184,6 +185,19 @@ class ClassificationDataModule(L.LightningDataModule):
             if splits.test is not None
             else self.val_set
         )
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Checked on the CPU, before the batch moves: a label outside the classes otherwise
+        # surfaces as an index error deep in the loss (or a CUDA assert).
+        labels = batch[1]
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            bad = labels[(labels < 0) | (labels >= self.num_classes)].unique().tolist()
+            raise DatasetError(
+                f"labels {bad[:10]} are outside the data's {self.num_classes} classes (0 to "
+                f"{self.num_classes - 1}). The dataset's labels are wrong: fix them, or the "
+                f"data module's classes."
+            )
+        return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
