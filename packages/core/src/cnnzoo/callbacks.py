@@ -51,7 +51,12 @@ class PredictionGallery(L.Callback):
         self.every_n_epochs = every_n_epochs
 
     def _draw(self, trainer: L.Trainer, module: L.LightningModule, batch, stage: str) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
+        if trainer.sanity_checking:
+            return
+        # Every process asks: under DDP `log_dir` is a broadcast, which rank 0 alone would wait
+        # on forever.
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        if not trainer.is_global_zero:
             return
         images, target = batch[0][: self.num_images], batch[1][: self.num_images]
         with torch.no_grad():
@@ -60,7 +65,6 @@ class PredictionGallery(L.Callback):
             images = images[:, 0]
         classes = getattr(trainer.datamodule, "classes", None)
         fig = prediction_figure(images, target, predicted, classes)
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"predictions-{stage}.png", dpi=100)
         for logger in trainer.loggers:
