@@ -100,6 +100,7 @@ def test_models_pattern_and_markdown(capsys, wide_terminal):
     assert "no registered model matches 'nosuchnet*'" in capsys.readouterr().out
 
 
+@pytest.mark.bad_input
 def test_models_table_shows_a_broken_plugin_and_the_others(capsys, fake_plugins):
     fake_plugins("cnnzoo-broken", {"brokennet": "cnnzoo_no_such_module:brokennet"})
     assert main(["models", "--markdown"]) == 0
@@ -131,11 +132,13 @@ def test_config_names_a_shipped_recipe(capsys, tmp_path):
     assert printed["trainer"]["max_epochs"] == shipped["trainer"]["max_epochs"]
 
 
+@pytest.mark.bad_input
 def test_an_unknown_recipe_is_refused(tmp_path):
     with pytest.raises(CnnzooError, match="no recipe file or recipe named 'no_such_recipe'"):
         run_cnnzoo(["fit", "--config", "no_such_recipe"], tmp_path)
 
 
+@pytest.mark.bad_input
 def test_an_unknown_arch_suggests_close_names(tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"'lenet'.*Did you mean: lenet5"):
         run_cnnzoo(

@@ -130,6 +130,7 @@ def test_mnist_without_validation_fraction_validates_on_the_test_split(mnist_roo
     assert len(datamodule.val_set) == len(datamodule.test_set) == 10_000
 
 
+@pytest.mark.bad_input
 def test_missing_mnist_names_the_folder_and_the_idx_files(tmp_path):
     root = tmp_path / "no-mnist-here"
     with pytest.raises(DatasetError) as info:
@@ -170,6 +171,7 @@ def test_image_folder_classes_and_alexnet_crops(photo_tree):
     assert not torch.equal(crops[0], crops[4])
 
 
+@pytest.mark.bad_input
 def test_a_corrupt_image_is_named_when_loaded(photo_tree):
     corrupt = photo_tree / "train" / "cat" / "x.jpg"
     corrupt.write_bytes(b"this is not a JPEG" * 10)
@@ -181,12 +183,14 @@ def test_a_corrupt_image_is_named_when_loaded(photo_tree):
     assert str(corrupt) in str(info.value)
 
 
+@pytest.mark.bad_input
 def test_a_missing_image_folder_is_refused(tmp_path):
     with pytest.raises(DatasetError, match="does not exist") as info:
         ImageFolderDataModule(root=str(tmp_path / "imagenet"))
     assert "imagenet/train/<class>/<image>" in str(info.value)
 
 
+@pytest.mark.bad_input
 def test_a_val_folder_with_other_classes_is_refused(photo_tree):
     (photo_tree / "val" / "rocket").rename(photo_tree / "val" / "dog")
     datamodule = ImageFolderDataModule(root=str(photo_tree), num_workers=0)
@@ -200,6 +204,7 @@ def test_a_val_folder_with_other_classes_is_refused(photo_tree):
     ("module", "pickles"),
     [(CIFAR10DataModule, "cifar-10-batches-py"), (CIFAR100DataModule, "cifar-100-python")],
 )
+@pytest.mark.bad_input
 def test_missing_cifar_lists_the_layouts_it_reads(tmp_path, module, pickles):
     with pytest.raises(DatasetError) as info:
         module(root=str(tmp_path / "nothing"), num_workers=0).setup()
@@ -251,6 +256,7 @@ def test_cifar_from_a_tar_gz_of_jpegs_is_unpacked_and_decoded_once(tmp_path, cif
     assert torch.equal(torch.stack([image for image, _ in items(again.test_set)]), test_images)
 
 
+@pytest.mark.bad_input
 def test_cifar_tree_with_the_wrong_classes_is_refused(tmp_path, cifar_archive):
     tree = tmp_path / "cifar9"
     for split in ("train", "test"):
@@ -260,6 +266,7 @@ def test_cifar_tree_with_the_wrong_classes_is_refused(tmp_path, cifar_archive):
         CIFAR10DataModule(root=str(tree), num_workers=0).setup()
 
 
+@pytest.mark.bad_input
 def test_build_transform_refuses_unknown_names_and_ten_crops_of_whole_images():
     with pytest.raises(
         ValueError, match=r"unknown augmentation 'vgg'.*none, lenet, cifar, alexnet"
@@ -315,6 +322,7 @@ def test_eval_sampler_shards_cover_every_index_exactly_once():
     assert list(EvalSampler(dataset)) == list(range(11))
 
 
+@pytest.mark.bad_input
 def test_tensor_images_refuses_float_images():
     with pytest.raises(ValueError, match="uint8"):
         TensorImages(torch.zeros(2, 1, 8, 8), torch.zeros(2))

@@ -217,6 +217,7 @@ def test_forward_head_pre_logits_and_reset_classifier(name, images):
         assert model(images).shape == (4, 5)
 
 
+@pytest.mark.bad_input
 def test_wrong_channels_size_or_rank_raise_input_shape_error(lenet):
     with pytest.raises(InputShapeError, match=r"1-channel images but got 3 channels.*in_chans=3"):
         lenet(torch.zeros(1, 3, 32, 32))

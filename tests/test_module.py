@@ -226,6 +226,7 @@ def test_logged_top_k_errors_equal_a_manual_count(make_trainer, make_digits):
     assert logged["test/top5_error"] == pytest.approx(top5, abs=1e-6)
 
 
+@pytest.mark.bad_input
 def test_a_nan_loss_stops_training_naming_the_step(make_trainer, make_digits):
     class PoisonAfterTwoSteps(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
@@ -288,6 +289,7 @@ def test_from_checkpoint_restores_the_trained_weights(lenet_checkpoint):
     )
 
 
+@pytest.mark.bad_input
 def test_a_checkpoint_of_another_arch_is_refused(lenet_checkpoint, make_trainer, make_digits):
     path, _ = lenet_checkpoint
     with pytest.raises(CnnzooError, match=r"holds a 'lenet5' model, not 'lenet5_relu'"):

@@ -55,6 +55,7 @@ def test_fit_on_a_pixel_sample_is_close(photos, fitted):
     assert not torch.allclose(only_two.eigenvalues, fitted.eigenvalues)
 
 
+@pytest.mark.bad_input
 def test_fit_refuses_images_it_cannot_read():
     with pytest.raises(ValueError, match=r"float RGB images shaped \(3, H, W\)"):
         fit_pca_lighting([torch.zeros(3, 4, 4, dtype=torch.uint8)], progress=False)

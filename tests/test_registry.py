@@ -59,6 +59,7 @@ def test_list_models_matches_shell_patterns():
     assert cnnzoo.list_models("lenet") == []  # a pattern, not a prefix search
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("lookup", [cnnzoo.create_model, cnnzoo.model_card])
 def test_unknown_name_suggests_close_names(lookup):
     with pytest.raises(ModelNotFoundError) as info:
@@ -86,6 +87,7 @@ def test_create_model_num_classes_and_in_chans(name, num_classes, in_chans):
     assert model(torch.zeros(2, in_chans, 32, 32)).shape == (2, num_classes)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
 @pytest.mark.parametrize("argument", ["num_classes", "in_chans"])
 def test_bad_class_or_channel_counts_are_refused(argument, bad):
@@ -93,6 +95,7 @@ def test_bad_class_or_channel_counts_are_refused(argument, bad):
         cnnzoo.create_model("lenet5", **{argument: bad})
 
 
+@pytest.mark.bad_input
 def test_unknown_keyword_is_refused_naming_the_accepted_ones(fake_plugins):
     with pytest.raises(TypeError, match=r"'width'.*its own arguments are: none"):
         cnnzoo.create_model("lenet5", width=2)
@@ -119,6 +122,7 @@ def test_model_card_holds_the_papers_facts():
     assert cnnzoo.model_card("alexnet").year == 2012
 
 
+@pytest.mark.bad_input
 def test_a_plugin_that_fails_to_import_names_its_distribution(fake_plugins):
     fake_plugins("cnnzoo-broken", {"brokennet": "cnnzoo_no_such_module:brokennet"})
     assert "brokennet" in cnnzoo.list_models()  # listing reads metadata only
@@ -131,6 +135,7 @@ def test_a_plugin_that_fails_to_import_names_its_distribution(fake_plugins):
     assert cnnzoo.create_model("lenet5_relu")(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
 
 
+@pytest.mark.bad_input
 def test_two_distributions_claiming_one_name_are_both_named(fake_plugins):
     fake_plugins("cnnzoo-lenet-fork", {"lenet5": "cnnzoo_lenet.lenet5:lenet5_relu"})
     with pytest.raises(PluginError, match="claimed by more than one distribution") as info:
@@ -151,6 +156,7 @@ def test_one_distribution_seen_twice_on_sys_path_is_one_claim(fake_plugins):
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 5)
 
 
+@pytest.mark.bad_input
 def test_a_builder_without_variant_decorator_is_refused(fake_plugins):
     fake_plugins(
         "cnnzoo-plain",

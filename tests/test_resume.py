@@ -27,7 +27,7 @@ from cnnzoo.checkpoint import (
 )
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bad_input]
 
 STEPS_PER_EPOCH = 6
 

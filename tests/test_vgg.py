@@ -151,6 +151,7 @@ def test_init_from_shallower_copies_four_convs_and_three_fcs(net_a):
             assert torch.equal(value, before[key]), key
 
 
+@pytest.mark.bad_input
 def test_init_from_shallower_refuses_what_the_paper_did_not_do(net_a):
     with torch.device("meta"):
         deep, not_a = vgg16(num_classes=10), vgg16(num_classes=10)

@@ -117,6 +117,7 @@ def test_trains_at_the_papers_input_size(name):
         assert model.eval()(x[:1]).shape == (1, 7)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("name", MODELS)
 def test_protocol(name):
     """forward = forward_head(forward_features); pre_logits; reset_classifier; in_chans.

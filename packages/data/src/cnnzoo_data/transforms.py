@@ -93,7 +93,9 @@ def build_transform(
         steps: list = [v2.CenterCrop(32)] + ([v2.Resize(image_size)] if image_size != 32 else [])
         return ImageTransform(_tensor(steps), random=False)
     if augmentation == "cifar":
-        steps = [] if image_size == 32 else [v2.Resize(image_size)]
+        # CIFAR's 32x32 images at 32 pass through unchanged; any other image is brought to
+        # image_size x image_size first (the shorter side, then the centre).
+        steps = [v2.Resize(image_size), v2.CenterCrop(image_size)]
         if train:
             pad = 4 * image_size // 32
             steps += [v2.RandomCrop(image_size, padding=pad), v2.RandomHorizontalFlip()]
