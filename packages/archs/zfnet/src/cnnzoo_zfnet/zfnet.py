@@ -143,7 +143,9 @@ class ZFNet(ClassifierNet):
             FeatureInfo("features.layer2", 256, 16),
             FeatureInfo("features.layer3", 384, 16),
             FeatureInfo("features.layer4", 384, 16),
-            FeatureInfo("features.layer5", 256, 32),
+            # conv5's map before its pooling, at stride 16 like AlexNet's: the map the
+            # Faster R-CNN paper's ZF model detects on.
+            FeatureInfo("features.layer5.relu", 256, 16),
         ]
         # 6x6 at 224x224, where it does nothing; lets other sizes reach layer 6.
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
