@@ -184,3 +184,27 @@ def test_ckpt_path_resumes_a_run_exactly(fitted, tmp_path):
     assert resumed.keys() == straight.keys()
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
     assert not all(torch.equal(resumed[k], after_one_epoch[k]) for k in resumed)
+
+
+def test_predict_needs_only_the_checkpoint(tmp_path):
+    """The model comes from the checkpoint (here not the default arch), the predictions go to
+    predictions.csv: one row per test digit, its label and the top-5 classes."""
+    root = tmp_path / "runs"
+    common = [f"--trainer.default_root_dir={root}", "--data.num_workers=0"]
+    fit = ["fit", "--model.arch=lenet5_relu", "--trainer.max_epochs=1", "--test_after_fit=false"]
+    run_cnnzoo([*fit, "--trainer.limit_train_batches=5", *common], tmp_path)
+    checkpoint = root / "lenet5_relu" / "checkpoints" / "last.ckpt"
+    run_cnnzoo(["predict", f"--ckpt_path={checkpoint}", *common], tmp_path)
+    (written,) = (root / "lenet5_relu").glob("version_*/predictions.csv")
+    with open(written, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 359  # the digits' test split
+    assert [row["image"] for row in rows[:3]] == ["0", "1", "2"]
+    probs = [float(rows[0][f"top{k}_prob"]) for k in range(1, 6)]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
+    assert {row["label"] for row in rows} == {str(d) for d in range(10)}
+
+
+def test_explain_is_a_cnnzoo_subcommand(tmp_path):
+    assert main(["explain", "filters", "--model", "alexnet", "--out", str(tmp_path)]) == 0
+    assert [p.suffix for p in tmp_path.iterdir()] == [".png"]
