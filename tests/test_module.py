@@ -341,3 +341,23 @@ def test_lenet5_learns_the_digits(make_trainer, make_digits):
     trainer.fit(module, datamodule)
     result = trainer.test(module, datamodule, verbose=False)[0]
     assert result["test/top1_error"] < 0.4  # chance is 0.9
+
+
+@pytest.mark.parametrize(("batch", "accumulate", "lr"), [(16, 1, 0.05), (16, 2, 0.1), (64, 1, 0.2)])
+def test_the_rate_follows_the_global_batch_by_the_linear_scaling_rule(
+    batch, accumulate, lr, make_trainer, make_digits
+):
+    """A rate stated for a global batch of 32 (Goyal et al. 2017): halved for 16 images a
+    step, kept for 16 accumulated twice, doubled for 64 (DDP: tests/test_ddp.py)."""
+    module = ImageClassifier("lenet5", optimizer=OptimizerSpec(lr=0.1, batch_size=32))
+    trainer = make_trainer(max_steps=1, accumulate_grad_batches=accumulate, limit_val_batches=0)
+    trainer.fit(module, make_digits(batch_size=batch))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(lr)
+
+
+def test_a_rate_for_a_global_batch_needs_a_batch_size():
+    from cnnzoo.optim import scaled_lr
+
+    assert scaled_lr(OptimizerSpec(lr=0.1), None) == 0.1  # stated for no batch: as it is
+    with pytest.raises(ValueError, match="no batch_size to scale it by"):
+        scaled_lr(OptimizerSpec(lr=0.1, batch_size=256), None)

@@ -27,6 +27,8 @@ RUNS = "runs"
 TRAINER_DEFAULTS = {
     "trainer.default_root_dir": RUNS,
     "trainer.max_epochs": 12,  # the "1x" schedule: 90k iterations of 16 images on COCO
+    # Checkpoints written atomically: a kill during the write leaves the previous one whole.
+    "trainer.plugins": [{"class_path": "cnnzoo.checkpoint.AtomicCheckpointIO"}],
     "trainer.logger": [
         {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}},
         {"class_path": "cnnzoo.loggers.WandbLogger", "init_args": {"save_dir": RUNS}},
@@ -42,8 +44,9 @@ TRAINER_DEFAULTS = {
             },
         },
         {
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {"filename": "last", "enable_version_counter": False},
+            # last.ckpt at every epoch's end and every 1000 steps: `--ckpt_path last` resumes.
+            "class_path": "cnnzoo.checkpoint.LastCheckpoint",
+            "init_args": {"every_n_train_steps": 1000},
         },
         {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"},
         {"class_path": "cnnzoo_detect.callbacks.DetectionGallery"},
@@ -100,7 +103,8 @@ class DetectCLI(LightningCLI):
             if logger.init_args.get("save_dir") == RUNS:  # follow --trainer.default_root_dir
                 logger.init_args.save_dir = root
         for callback in config.trainer.callbacks or []:
-            is_checkpoint = getattr(callback, "class_path", "").endswith("ModelCheckpoint")
+            class_path = getattr(callback, "class_path", "")
+            is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
             if is_checkpoint and callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = f"{root}/{name}/checkpoints"
 

@@ -13,13 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from cnnzoo.optim import (
-    OptimizerSpec,
-    ScheduleSpec,
-    build_optimizer,
-    build_scheduler,
-    step_scheduler,
-)
+from cnnzoo.optim import OptimizerSpec, ScheduleSpec, configure_optimization, step_scheduler
 from torchmetrics.detection import MeanAveragePrecision
 
 from cnnzoo_detect.model import IMAGENET_MEAN, IMAGENET_STD, Neck, build_faster_rcnn
@@ -211,16 +205,9 @@ class Detector(L.LightningModule):
         return detections
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.model, self.optimizer_spec)
-        trainer = self.trainer
-        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-        steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs)
-        scheduler = build_scheduler(
-            optimizer, self.schedule_spec, max_epochs, int(steps_per_epoch), MONITOR
+        return configure_optimization(
+            self, self.model, self.optimizer_spec, self.schedule_spec, MONITOR, mode="max"
         )
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         step_scheduler(

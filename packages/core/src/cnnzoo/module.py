@@ -17,19 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from cnnzoo.checkpoint import CheckpointError, check_checkpoint_file
 from cnnzoo.errors import CnnzooError
 from cnnzoo.metrics import TopKError
-from cnnzoo.optim import (
-    OptimizerSpec,
-    ScheduleSpec,
-    build_optimizer,
-    build_scheduler,
-    step_scheduler,
-)
+from cnnzoo.optim import OptimizerSpec, ScheduleSpec, configure_optimization, step_scheduler
 from cnnzoo.protocol import AuxLogits
 from cnnzoo.registry import create_model
 
@@ -243,33 +236,10 @@ class ImageClassifier(L.LightningModule):
         top = probs.topk(min(5, probs.shape[-1]), dim=-1)
         return {"probs": probs, "top_classes": top.indices, "top_probs": top.values}
 
-    def global_batch_size(self) -> int | None:
-        """Images per optimiser step over all processes: the data module's batch (per
-        process) x processes x accumulated batches. None when the data has no batch_size."""
-        trainer = self.trainer
-        per_process = getattr(trainer.datamodule, "batch_size", None)
-        if per_process is None:
-            return None
-        return per_process * trainer.world_size * trainer.accumulate_grad_batches
-
     def configure_optimizers(self):
-        batch = self.global_batch_size()
-        optimizer = build_optimizer(self.model, self.optimizer_spec, batch)
-        if self.optimizer_spec.batch_size is not None:
-            rank_zero_info(
-                f"learning rate {optimizer.param_groups[0]['lr']:g} for a global batch of "
-                f"{batch} (the recipe's {self.optimizer_spec.lr:g} is for "
-                f"{self.optimizer_spec.batch_size}; linear scaling rule)"
-            )
-        trainer = self.trainer
-        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-        steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs)
-        scheduler = build_scheduler(
-            optimizer, self.schedule_spec, max_epochs, int(steps_per_epoch), MONITOR
+        return configure_optimization(
+            self, self.model, self.optimizer_spec, self.schedule_spec, MONITOR
         )
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         step_scheduler(

@@ -110,8 +110,10 @@ def build_scheduler(
     max_epochs: int,
     steps_per_epoch: int,
     monitor: str,
+    mode: Literal["min", "max"] = "min",
 ) -> dict | None:
-    """A Lightning lr-scheduler config dict, or None for a constant rate without warm-up."""
+    """A Lightning lr-scheduler config dict, or None for a constant rate without warm-up.
+    `monitor` is what the plateau schedule watches: an error ("min") or an mAP ("max")."""
     if spec.name == "constant" and spec.warmup_epochs == 0:
         return None
     if spec.name == "plateau":
@@ -119,7 +121,7 @@ def build_scheduler(
             raise ValueError("the plateau schedule has no warm-up; set warmup_epochs: 0.")
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
-            mode="min",
+            mode=mode,
             factor=spec.decay_rate,
             patience=spec.patience,
             threshold=spec.threshold,
@@ -157,3 +159,40 @@ def step_scheduler(scheduler: object, interval: str, epoch: int, global_step: in
         scheduler.step_update(num_updates=global_step)  # timm: per-iteration schedules
     else:
         scheduler.step(epoch=epoch + 1)  # timm: the rate for the epoch about to start
+
+
+def configure_optimization(
+    module,
+    model: nn.Module,
+    optimizer: OptimizerSpec,
+    schedule: ScheduleSpec,
+    monitor: str,
+    mode: Literal["min", "max"] = "min",
+) -> dict | torch.optim.Optimizer:
+    """A LightningModule's `configure_optimizers` for a paper's optimiser and schedule.
+
+    The rate is scaled to the run's global batch (see OptimizerSpec), which is the data
+    module's `batch_size` (per process) x processes x accumulated batches.
+    """
+    trainer = module.trainer
+    per_process = getattr(trainer.datamodule, "batch_size", None)
+    global_batch = (
+        per_process * trainer.world_size * trainer.accumulate_grad_batches
+        if per_process is not None
+        else None
+    )
+    built = build_optimizer(model, optimizer, global_batch)
+    if optimizer.batch_size is not None:
+        from lightning.pytorch.utilities import rank_zero_info
+
+        rank_zero_info(
+            f"learning rate {built.param_groups[0]['lr']:g} for a global batch of "
+            f"{global_batch} (the recipe's {optimizer.lr:g} is for {optimizer.batch_size}; "
+            f"linear scaling rule)"
+        )
+    max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+    steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs)
+    scheduler = build_scheduler(built, schedule, max_epochs, int(steps_per_epoch), monitor, mode)
+    if scheduler is None:
+        return built
+    return {"optimizer": built, "lr_scheduler": scheduler}
