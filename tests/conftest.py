@@ -3,7 +3,9 @@ tmp_path, digits data modules, and fake plugin distributions for the registry.""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -120,6 +122,16 @@ def restore_determinism() -> Iterator[None]:
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+@pytest.fixture(autouse=True)
+def finish_wandb_runs() -> Iterator[None]:
+    """A W&B run left open by one test would be reused by the next WandbLogger (writing into
+    the first test's folder); close any after each test."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def write_jpeg(path: Path, pixels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, quality=90)
@@ -146,3 +158,34 @@ def photo_tree(tmp_path) -> Path:
         write_jpeg(root / "train" / label / "b.jpg", pixels[:, ::-1].copy())
         write_jpeg(root / "val" / label / "c.jpg", pixels[10:, 10:].copy())
     return root
+
+
+def run_cnnzoo(args: list[str], cwd: Path) -> int:
+    """`cnnzoo ARGS` in this process, from `cwd`, closing the W&B run it may open."""
+    from cnnzoo_classify.cli import main
+
+    try:
+        with contextlib.chdir(cwd):
+            return main(args)
+    finally:
+        import wandb
+
+        wandb.finish()
+
+
+def cnnzoo_process(
+    args: list[str], cwd: Path, pythonpath: Path | None = None, timeout: int = 400
+) -> subprocess.CompletedProcess:
+    """`cnnzoo ARGS` in a new process (one thread), e.g. to kill it, or for Lightning's DDP
+    launcher, which starts the other ranks by running the same command line again."""
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "cnnzoo_classify.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -7,14 +7,12 @@ lists them all (tests/test_docs.py keeps that list true).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-import wandb
 from cnnzoo import CnnzooError, DatasetError, ImageClassifier, InputShapeError
 from cnnzoo.checkpoint import (
     AtomicCheckpointIO,
@@ -23,22 +21,13 @@ from cnnzoo.checkpoint import (
     load_checkpoint_file,
 )
 from cnnzoo.optim import OptimizerSpec
-from cnnzoo_classify.cli import main
 from cnnzoo_data import DigitsDataModule, ImageFolderDataModule
 from cnnzoo_data.datamodule import Splits
 from cnnzoo_data.folder import load_image
-from conftest import photo, write_jpeg
+from conftest import photo, run_cnnzoo, write_jpeg
 from PIL import Image
 
 pytestmark = pytest.mark.bad_input
-
-
-def run_cnnzoo(args: list[str], cwd: Path) -> int:
-    try:
-        with contextlib.chdir(cwd):
-            return main(args)
-    finally:
-        wandb.finish()
 
 
 @pytest.fixture(scope="module")

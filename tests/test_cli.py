@@ -3,7 +3,6 @@ a fit on the digits with everything it writes, clear errors, and resuming a run.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from cnnzoo import CnnzooError, ModelNotFoundError
 from cnnzoo.recipes import list_recipes
 from cnnzoo_classify.cli import main
+from conftest import run_cnnzoo
 
 # A short fit: a few batches an epoch, no loader processes, a rate LeNet-5 learns with.
 QUICK = [
@@ -28,17 +28,6 @@ PAPER_ROWS = {  # model: (year, our parameter count as the table prints it)
     "alexnet": ("2012", "60.965M"),
     "alexnet_owt": ("2014", "61.101M"),
 }
-
-
-def run_cnnzoo(args: list[str], cwd: Path) -> int:
-    """`cnnzoo ARGS` in this process, from `cwd`, closing the W&B run it may open."""
-    try:
-        with contextlib.chdir(cwd):
-            return main(args)
-    finally:
-        import wandb
-
-        wandb.finish()
 
 
 def read_metrics(log_dir: Path) -> list[dict[str, str]]:

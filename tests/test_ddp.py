@@ -12,15 +12,12 @@ two CPU processes (gloo), against the same command on one.
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from cnnzoo_classify.cli import main
 from cnnzoo_data import DigitsDataModule
+from conftest import cnnzoo_process, run_cnnzoo
 
 pytestmark = pytest.mark.slow
 
@@ -30,17 +27,7 @@ QUIET = ["--trainer.enable_progress_bar=false", "--data.num_workers=0"]
 
 
 def cnnzoo(args: list[str], cwd: Path) -> None:
-    """`cnnzoo ARGS` in a new process: Lightning's DDP launcher starts the other rank by
-    running the same command line again."""
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "cnnzoo_classify.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    result = cnnzoo_process(args, cwd)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -98,15 +85,7 @@ def test_evaluation_under_ddp_counts_each_image_once(tmp_path):
 
 
 def in_process(args: list[str], cwd: Path) -> None:
-    import contextlib
-
-    import wandb
-
-    try:
-        with contextlib.chdir(cwd):
-            assert main(args) == 0
-    finally:
-        wandb.finish()
+    assert run_cnnzoo(args, cwd) == 0
 
 
 def train(arch: str, extra: list[str]) -> list[str]:

@@ -5,7 +5,6 @@ checkpoint's write never leaves a damaged checkpoint."""
 from __future__ import annotations
 
 import csv
-import os
 import random
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from cnnzoo.checkpoint import (
     load_checkpoint_file,
 )
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec
+from conftest import cnnzoo_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.bad_input]
 
@@ -69,35 +69,20 @@ class KillAtStep(L.Callback):
 '''
 
 
-def cnnzoo(
-    args: list[str], cwd: Path, pythonpath: Path | None = None
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "cnnzoo_classify.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def last_val_errors(log_dir: Path) -> list[str]:
     with open(log_dir / "metrics.csv", newline="") as file:
         return [row["val/top1_error"] for row in csv.DictReader(file) if row.get("val/top1_error")]
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_metrics(tmp_path):
-    straight = cnnzoo([*FIT, f"--trainer.default_root_dir={tmp_path / 'straight'}"], tmp_path)
+    straight_root = tmp_path / "straight"
+    straight = cnnzoo_process([*FIT, f"--trainer.default_root_dir={straight_root}"], tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     (tmp_path / "killer.py").write_text(textwrap.dedent(KILLER))
     root = tmp_path / "killed"
     kill_at = STEPS_PER_EPOCH + 3  # the fourth batch of the second epoch
-    killed = cnnzoo(
+    killed = cnnzoo_process(
         [
             *FIT,
             f"--trainer.default_root_dir={root}",
@@ -113,7 +98,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_metrics(tmp_path
     # Killed before the step's own checkpoint: the last one is a step before, mid-epoch.
     assert (interrupted["epoch"], interrupted["global_step"]) == (1, kill_at - 1)
 
-    resumed = cnnzoo([*FIT, f"--trainer.default_root_dir={root}", "--ckpt_path=last"], tmp_path)
+    resume = [*FIT, f"--trainer.default_root_dir={root}", "--ckpt_path=last"]
+    resumed = cnnzoo_process(resume, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "not resumable" not in resumed.stderr  # Lightning's warning for a stateless loader
 
