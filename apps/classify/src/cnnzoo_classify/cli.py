@@ -122,7 +122,7 @@ class CnnzooCLI(LightningCLI):
         for callback in config.trainer.callbacks or []:
             class_path = getattr(callback, "class_path", "")
             is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
-            if class_path.endswith("LastCheckpoint") and "checkpoint_every_n_steps" in config:
+            if class_path.endswith("LastCheckpoint"):
                 callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
             if is_checkpoint and callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"

@@ -264,7 +264,9 @@ class ImageClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Raising here leaves the previous checkpoint file whole (cnnzoo.checkpoint writes
         # atomically), so a run whose weights blew up never overwrites its last good state.
-        broken = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        names, params = zip(*self.model.named_parameters(), strict=True)
+        finite = torch.stack([torch.isfinite(p).all() for p in params]).tolist()  # one sync
+        broken = [name for name, ok in zip(names, finite, strict=True) if not ok]
         if broken:
             raise FloatingPointError(
                 f"the weights became non-finite by step {self.global_step} (epoch "
