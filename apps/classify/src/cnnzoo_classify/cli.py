@@ -8,6 +8,7 @@ cnnzoo fit --config lenet5_mnist --ckpt_path last      resume where the run stop
 cnnzoo test|validate --config ... --ckpt_path runs/lenet5/checkpoints/last.ckpt
 cnnzoo predict --ckpt_path PATH.ckpt --data ...  the model comes from the checkpoint
 cnnzoo explain VIEW ...              deconvnet, occlusion, filters, retrieval, Grad-CAM
+cnnzoo export [MODEL] --checkpoint PATH --format onnx|torchscript|exported-program
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         return models_main(argv[1:])
     if argv[:1] == ["recipes"]:
         return _print_recipes()
+    if argv[:1] == ["export"]:
+        from cnnzoo_classify.export import main as export_main
+
+        return export_main(argv[1:])
     if argv[:1] == ["explain"]:
         try:
             from cnnzoo_explain.cli import main as explain_main

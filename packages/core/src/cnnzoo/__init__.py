@@ -1,6 +1,6 @@
 """cnnzoo: faithful, runnable reproductions of the landmark CNN papers."""
 
-from cnnzoo.card import ModelCard, PublishedError
+from cnnzoo.card import ModelCard, PretrainedWeights, PublishedError
 from cnnzoo.errors import (
     CnnzooError,
     DatasetError,
@@ -22,6 +22,7 @@ __all__ = [
     "ModelCard",
     "ModelNotFoundError",
     "PluginError",
+    "PretrainedWeights",
     "PublishedError",
     "create_model",
     "list_models",

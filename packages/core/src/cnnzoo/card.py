@@ -22,6 +22,22 @@ class PublishedError:
 
 
 @dataclass(frozen=True)
+class PretrainedWeights:
+    """Weights another library publishes for an architecture equal to this variant.
+
+    `convert` names the function ("module:function") that renames that library's state dict
+    into ours: the same mapping the equivalence tests check, logit for logit.
+    """
+
+    source: str  # "torchvision" (a weights enum) or "timm" (a pretrained tag)
+    name: str  # "ResNet50_Weights.IMAGENET1K_V1", or "inception_v4.tf_in1k"
+    convert: str  # "cnnzoo_resnet.resnet:from_torchvision_state_dict"
+    # The normalisation the weights were trained with: fine-tune with the same.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The facts of one model variant, as its paper reports them."""
 
@@ -47,6 +63,8 @@ class ModelCard:
     aux_loss_weight: float = 0.0
     fixed_input_size: bool = False  # True where the paper's head only fits its own input size
     min_input_size: int | None = None  # smallest height/width the network accepts
+    # Published weights that load into this variant, the default first (`pretrained=True`).
+    weights: tuple[PretrainedWeights, ...] = ()
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

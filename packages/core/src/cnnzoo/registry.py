@@ -117,14 +117,24 @@ def model_card(name: str) -> ModelCard:
 
 
 def create_model(
-    name: str, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any
+    name: str,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    pretrained: bool | str = False,
+    **kwargs: Any,
 ) -> ClassifierNet:
     """Build a registered model: `create_model("lenet5", num_classes=10, in_chans=1)`.
 
     `num_classes` and `in_chans` default to the paper's; other keyword arguments go to the
     variant's builder (only those the paper varied, such as a width multiplier).
+    `pretrained=True` loads the first published weights the card lists (torchvision's or
+    timm's, renamed into ours), or the ones named: `pretrained="ResNet50_Weights.IMAGENET2K_V2"`.
     """
     build = _load(name)
+    if pretrained:
+        from cnnzoo.pretrained import choose_weights
+
+        weights = choose_weights(name, build.card, pretrained)  # type: ignore[attr-defined]
     for arg, value in (("num_classes", num_classes), ("in_chans", in_chans)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -144,4 +154,8 @@ def create_model(
         kwargs["in_chans"] = in_chans
     model = build(**kwargs)
     model.name = name
+    if pretrained:
+        from cnnzoo.pretrained import load_pretrained
+
+        load_pretrained(model, weights)
     return model

@@ -1,0 +1,130 @@
+"""Published ImageNet weights of torchvision and timm, loaded into cnnzoo models.
+
+Where one of our variants is the same network as a torchvision or timm model (the arch
+packages' equivalence tests check this logit for logit), its card lists those weights and
+the function that renames their state dict into ours. `create_model(name, pretrained=True)`
+fetches the file through the library that publishes it, or takes it from torch hub's
+checkpoint folder when it is already there (which is how an offline machine gets it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+
+from cnnzoo.card import ModelCard, PretrainedWeights
+from cnnzoo.errors import CnnzooError
+from cnnzoo.protocol import ClassifierNet
+
+
+class PretrainedWeightsError(CnnzooError, RuntimeError):
+    """Weights that cannot be fetched, or do not fit the model asked for."""
+
+
+def choose_weights(name: str, card: ModelCard, pretrained: bool | str) -> PretrainedWeights:
+    """The card's default weights for `True`, or the ones whose name is given."""
+    if not card.weights:
+        raise PretrainedWeightsError(
+            f"{name} has no published weights that cnnzoo can load: no torchvision or timm "
+            f"model is the same network. Train it (`cnnzoo fit --model.arch {name}`), or "
+            f"pick a model whose `cnnzoo models` row lists weights."
+        )
+    if pretrained is True:
+        return card.weights[0]
+    for weights in card.weights:
+        if pretrained in (weights.name, f"{weights.source}:{weights.name}"):
+            return weights
+    names = ", ".join(w.name for w in card.weights)
+    raise PretrainedWeightsError(
+        f"{name} has no weights named {pretrained!r}; it has: {names}. Pass pretrained=True "
+        f"for the first."
+    )
+
+
+def hub_checkpoint_dir() -> Path:
+    """Where torch hub keeps downloaded weights ($TORCH_HOME/hub/checkpoints)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _torchvision_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tensor]:
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_weight(weights.name)
+    except (ValueError, KeyError) as exc:
+        raise PretrainedWeightsError(
+            f"torchvision {torchvision.__version__} has no weights {weights.name!r}: {exc}"
+        ) from exc
+    file = hub_checkpoint_dir() / Path(enum.url).name
+    try:
+        # Reads `file` when it is there and downloads it otherwise.
+        return enum.get_state_dict(progress=True, check_hash=True)
+    except OSError as exc:  # urllib's URLError, socket errors, a read-only cache
+        raise PretrainedWeightsError(
+            f"could not download torchvision's {weights.name} ({type(exc).__name__}: {exc}). "
+            f"Offline? On a machine with internet, download {enum.url} and put the file at "
+            f"{file}; it is read from there without the network."
+        ) from exc
+
+
+def _timm_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tensor]:
+    import timm
+
+    folder = hub_checkpoint_dir()
+    local = [folder / f"{weights.name}{ext}" for ext in (".safetensors", ".pth", ".bin")]
+    overlay = next(({"file": str(p)} for p in local if p.is_file()), None)
+    try:
+        model = timm.create_model(weights.name, pretrained=True, pretrained_cfg_overlay=overlay)
+    except (OSError, RuntimeError, ValueError) as exc:  # hub errors are OSErrors
+        hub_id = timm.models.get_pretrained_cfg(weights.name).hf_hub_id or weights.name
+        raise PretrainedWeightsError(
+            f"could not fetch timm's {weights.name} ({type(exc).__name__}: {exc}). Offline? "
+            f"On a machine with internet, download model.safetensors from "
+            f"https://huggingface.co/{hub_id} and put it at {local[0]}; it is read from there "
+            f"without the network."
+        ) from exc
+    return model.state_dict()
+
+
+def _converter(weights: PretrainedWeights):
+    module, _, function = weights.convert.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def load_pretrained(model: ClassifierNet, weights: PretrainedWeights) -> None:
+    """Fetch `weights`, rename them into `model`'s keys and load them.
+
+    The published classifier is kept when the model has the weights' classes and dropped
+    (left at the paper's initialisation) otherwise, as for fine-tuning; the first
+    convolution is adapted, through timm, when the model takes other than 3 channels.
+    """
+    fetch = {"torchvision": _torchvision_state_dict, "timm": _timm_state_dict}.get(weights.source)
+    if fetch is None:
+        raise PretrainedWeightsError(f"unknown weights source {weights.source!r}")
+    state = _converter(weights)(fetch(weights))
+    own = model.state_dict()
+    dropped = []
+    for key, value in list(state.items()):
+        target = own.get(key)
+        if target is None or target.shape == value.shape:
+            continue
+        if value.ndim == 4 and value.shape[1] == 3 and target.shape[1] == model.in_chans:
+            from timm.models import adapt_input_conv
+
+            state[key] = adapt_input_conv(model.in_chans, value)
+        elif value.shape[0] != target.shape[0] and value.shape[1:] == target.shape[1:]:
+            dropped.append(key)  # the classifier, for another number of classes
+            del state[key]
+        else:
+            raise PretrainedWeightsError(
+                f"{weights.name} does not fit {model.name or type(model).__name__}: {key} is "
+                f"{tuple(value.shape)} there and {tuple(target.shape)} here."
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if sorted(missing) != sorted(dropped) or unexpected:
+        raise PretrainedWeightsError(
+            f"{weights.name} does not fit {model.name or type(model).__name__}: missing "
+            f"{sorted(set(missing) - set(dropped))}, unexpected {sorted(unexpected)}."
+        )
