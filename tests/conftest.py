@@ -189,3 +189,35 @@ def cnnzoo_process(
         text=True,
         timeout=timeout,
     )
+
+
+def wandb_records(run_dir: Path) -> list:
+    """The records of an offline W&B run (its `run-*.wandb` file), as W&B's protobufs.
+
+    The file is a LevelDB-style log after a 7-byte header: 32 KiB blocks of chunks, each a
+    7-byte header (crc, length, type: full, first, middle, last) and its bytes.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("run-*.wandb")
+    data, block, position = path.read_bytes(), 32768, 7
+    records, pending = [], b""
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # the block's tail is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if length == 0 and kind == 0:
+            position += left
+            continue
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records

@@ -14,6 +14,7 @@ cnnzoo export [MODEL] --checkpoint PATH --format onnx|torchscript|exported-progr
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Literal
 
 from cnnzoo import ImageClassifier, InputShapeError, model_card
@@ -60,6 +61,30 @@ TRAINER_DEFAULTS = {
 }
 
 
+@dataclass
+class WandbOptions:
+    """`--wandb.*`: the W&B logger's options (None leaves the logger's or a recipe's own).
+
+    Args:
+        enabled: False drops the W&B logger (the CSV logger stays).
+        project, entity, name, group, tags, notes: where and how the run appears in W&B
+            (name defaults to the arch).
+        offline: None is offline unless W&B has credentials; WANDB_MODE, when set, decides.
+        log_model: True logs the checkpoints as model artifacts (with the model card) when
+            training ends, "all" as they are written.
+    """
+
+    enabled: bool = True
+    project: str | None = None
+    entity: str | None = None
+    name: str | None = None
+    group: str | None = None
+    tags: list[str] | None = None
+    notes: str | None = None
+    offline: bool | None = None
+    log_model: bool | Literal["all"] | None = None
+
+
 class CnnzooCLI(LightningCLI):
     """LightningCLI wired for cnnzoo: the data decides num_classes and in_chans, the model
     card decides the input size, runs land in runs/<arch>/, and `fit` ends with a test of
@@ -83,6 +108,7 @@ class CnnzooCLI(LightningCLI):
             help="which checkpoint to test after fit: best by validation error, or the last "
             "(when validation watches the test split, as in papers that trained on all data)",
         )
+        parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int,
@@ -113,6 +139,7 @@ class CnnzooCLI(LightningCLI):
                 f"(its paper used {card.input_size[1]}x{card.input_size[2]}); "
                 f"--data.image_size is {data_args.image_size}. Leave it out to use the paper's."
             )
+        self._apply_wandb_options(config)
         for logger in config.trainer.logger or []:
             if isinstance(logger, dict) or not hasattr(logger, "init_args"):
                 continue
@@ -127,6 +154,23 @@ class CnnzooCLI(LightningCLI):
                 callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
             if is_checkpoint and callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+
+    @staticmethod
+    def _apply_wandb_options(config) -> None:
+        options = config.get("wandb")
+        loggers = config.trainer.logger
+        if options is None or not isinstance(loggers, list):
+            return
+        is_wandb = [getattr(lg, "class_path", "").endswith("WandbLogger") for lg in loggers]
+        if not options.enabled:
+            config.trainer.logger = [lg for lg, w in zip(loggers, is_wandb, strict=True) if not w]
+            return
+        for logger, wandb in zip(loggers, is_wandb, strict=True):
+            if not wandb:
+                continue
+            for key, value in vars(options).items():
+                if key != "enabled" and value is not None:
+                    logger.init_args[key] = value
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True) or self.trainer.interrupted:

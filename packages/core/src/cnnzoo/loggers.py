@@ -1,13 +1,23 @@
-"""Weights & Biases logging that never reaches for the network unless the user is logged in."""
+"""Weights & Biases logging that never reaches for the network unless the user is logged in.
+
+Checkpoints go to W&B as model artifacts that carry the model card, and results as tables;
+offline, both are written into the run's folder and upload with `wandb sync`.
+"""
 
 from __future__ import annotations
 
 import netrc
 import os
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlparse
 
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.loggers.utilities import _scan_checkpoints
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 
 def wandb_logged_in() -> bool:
@@ -33,7 +43,10 @@ class WandbLogger(LightningWandbLogger):
     """Lightning's WandbLogger, offline by default unless W&B has credentials.
 
     Offline runs are written under `save_dir/wandb/` and can be uploaded later with
-    `wandb sync`.
+    `wandb sync`. With `log_model=True` the checkpoints are logged as `model` artifacts when
+    training ends ("all": as they are written), with the cnnzoo section of the checkpoint
+    (arch, model card, library versions) as the artifact's metadata, so a model found in
+    W&B says which paper's network it is and how to load it.
     """
 
     def __init__(
@@ -42,7 +55,7 @@ class WandbLogger(LightningWandbLogger):
         save_dir: str = "runs",
         project: str = "cnnzoo",
         offline: bool | None = None,
-        log_model: bool = False,
+        log_model: bool | Literal["all"] = False,
         **kwargs: Any,
     ) -> None:
         os.makedirs(save_dir, exist_ok=True)
@@ -51,6 +64,52 @@ class WandbLogger(LightningWandbLogger):
             save_dir=save_dir,
             project=project,
             offline=wandb_offline() if offline is None else offline,
-            log_model=log_model,
             **kwargs,
         )
+        # Set after Lightning's check, which refuses artifacts offline: W&B keeps them in
+        # the offline run, and `wandb sync` uploads them with it.
+        self._log_model = log_model
+
+    @rank_zero_only
+    def _scan_and_log_checkpoints(self, checkpoint_callback: ModelCheckpoint) -> None:
+        # Lightning's own version, with the checkpoint's cnnzoo section as metadata.
+        import wandb
+
+        for mtime, path, score, _ in _scan_checkpoints(
+            checkpoint_callback, self._logged_model_time
+        ):
+            metadata = {
+                "score": score.item() if isinstance(score, torch.Tensor) else score,
+                "monitor": getattr(checkpoint_callback, "monitor", None),
+                "original_filename": Path(path).name,
+                **checkpoint_metadata(path),
+            }
+            if not self._checkpoint_name:
+                self._checkpoint_name = f"model-{self.experiment.id}"
+            artifact = wandb.Artifact(name=self._checkpoint_name, type="model", metadata=metadata)
+            artifact.add_file(path, name="model.ckpt", policy=self.add_file_policy)
+            # A callback without a metric (last.ckpt) calls its latest file its "best".
+            best = checkpoint_callback.monitor and path == checkpoint_callback.best_model_path
+            self.experiment.log_artifact(
+                artifact, aliases=["latest", "best"] if best else ["latest"]
+            )
+            self._logged_model_time[path] = mtime
+
+    @rank_zero_only
+    def log_rows(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Log dict rows (e.g. reproduction results) as one W&B table; columns in first-seen
+        order, a row without a column gets None."""
+        columns = list(dict.fromkeys(column for row in rows for column in row))
+        self.log_table(key, columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The cnnzoo section of a checkpoint (arch, card, pretrained, versions), JSON-ready.
+
+    Read through mmap: a large checkpoint's weights are never loaded for this.
+    """
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    section = checkpoint.get("cnnzoo", {})
+    return {
+        key: section[key] for key in ("arch", "card", "pretrained", "versions") if key in section
+    } | {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}

@@ -64,6 +64,8 @@ class ImageClassifier(L.LightningModule):
         arch: registry name of the model (`cnnzoo models` lists them).
         num_classes, in_chans: default to the data module's (linked by the CLI) or the paper's.
         model_kwargs: the variant's own arguments (only what its paper varied).
+        pretrained: start from the published weights the card lists (True: the first; or a
+            weights name), for fine-tuning; fetched once, then kept in this run's checkpoints.
         optimizer, schedule: the paper's optimisation, see `OptimizerSpec` and `ScheduleSpec`.
         label_smoothing: Inception-v3's label-smoothing regulariser (0.1 there).
         aux_loss_weight: weight of auxiliary classifiers' losses; None takes the card's (0.3
@@ -78,6 +80,7 @@ class ImageClassifier(L.LightningModule):
         num_classes: int | None = None,
         in_chans: int | None = None,
         model_kwargs: dict[str, Any] | None = None,
+        pretrained: bool | str = False,
         optimizer: OptimizerSpec | None = None,
         schedule: ScheduleSpec | None = None,
         label_smoothing: float = 0.0,
@@ -97,6 +100,7 @@ class ImageClassifier(L.LightningModule):
                 "num_classes": num_classes,
                 "in_chans": in_chans,
                 "model_kwargs": dict(model_kwargs or {}),
+                "pretrained": pretrained,
                 "optimizer": dataclasses.asdict(optimizer),
                 "schedule": dataclasses.asdict(schedule),
                 "label_smoothing": label_smoothing,
@@ -107,7 +111,9 @@ class ImageClassifier(L.LightningModule):
         )
         self.optimizer_spec = optimizer
         self.schedule_spec = schedule
-        self.model = create_model(arch, num_classes, in_chans, **(model_kwargs or {}))
+        self.model = create_model(
+            arch, num_classes, in_chans, pretrained=pretrained, **(model_kwargs or {})
+        )
         self.card = self.model.card
         self.aux_loss_weight = (
             aux_loss_weight if aux_loss_weight is not None else self.card.aux_loss_weight
@@ -274,8 +280,12 @@ class ImageClassifier(L.LightningModule):
                 f"checkpoint on disk is the last good one. Lower the learning rate, or add "
                 f"gradient clipping (--trainer.gradient_clip_val), and resume from it."
             )
+        # The weights are in the checkpoint: loading it must not fetch the published ones
+        # again (an offline machine could not), so it rebuilds the model untrained.
+        checkpoint["hyper_parameters"]["pretrained"] = False
         checkpoint["cnnzoo"] = {
             "arch": self.hparams.arch,
+            "pretrained": self.hparams.pretrained,
             "card": self.card.to_dict(),
             "versions": _versions(),
             # The RNG states make a resumed run draw the same dropout masks and augmentations.
