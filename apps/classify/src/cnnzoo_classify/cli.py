@@ -9,6 +9,8 @@ cnnzoo test|validate --config ... --ckpt_path runs/lenet5/checkpoints/last.ckpt
 cnnzoo predict --ckpt_path PATH.ckpt --data ...  the model comes from the checkpoint
 cnnzoo explain VIEW ...              deconvnet, occlusion, filters, retrieval, Grad-CAM
 cnnzoo export [MODEL] --checkpoint PATH --format onnx|torchscript|exported-program
+cnnzoo reproduce RECIPE [fit options]   run a paper's recipe, append a row of results
+cnnzoo report                        the rows as a Markdown table and plots
 """
 
 from __future__ import annotations
@@ -222,7 +224,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"({exc})"
             ) from exc
         return explain_main(argv[1:])
-    CnnzooCLI(
+    if argv[:1] in (["reproduce"], ["report"]):
+        from cnnzoo_classify import report, reproduce
+
+        return (reproduce if argv[0] == "reproduce" else report).main(argv[1:])
+    make_cli(argv)
+    return 0
+
+
+def make_cli(argv: list[str]) -> CnnzooCLI:
+    """Run a LightningCLI subcommand (fit, validate, test, predict) and return the CLI, whose
+    trainer, model and data module hold what the run ended with."""
+    return CnnzooCLI(
         ImageClassifier,
         ClassificationDataModule,
         subclass_mode_data=True,
@@ -230,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         save_config_kwargs={"overwrite": True},
         args=_expand_recipe_names(argv),
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class CIFAR10DataModule(ClassificationDataModule):
         download: fetch the pickles into `root` with torchvision when nothing is there.
     """
 
+    dataset_name = "CIFAR-10"
     num_classes = 10
     in_chans = 3
     classes = [
@@ -100,6 +101,7 @@ class CIFAR10DataModule(ClassificationDataModule):
 class CIFAR100DataModule(CIFAR10DataModule):
     """CIFAR-100: as CIFAR-10 but with 100 classes of 500 training images each."""
 
+    dataset_name = "CIFAR-100"
     num_classes = 100
     classes: list[str] = []  # read from the dataset: its 100 fine labels in alphabetical order
     mean = (0.5071, 0.4865, 0.4409)

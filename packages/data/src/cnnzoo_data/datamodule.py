@@ -96,6 +96,8 @@ class ClassificationDataModule(L.LightningDataModule):
             with the principal components of ImageNet's RGB pixels (fb.resnet.torch's figures).
     """
 
+    # As papers name it in their tables, so that `cnnzoo reproduce` finds the paper's row.
+    dataset_name: str = "images"
     num_classes: int
     in_chans: int
     classes: list[str]

@@ -23,6 +23,7 @@ def digit_fields(images: torch.Tensor) -> torch.Tensor:
 class DigitsDataModule(ClassificationDataModule):
     """The scikit-learn digits: `test_fraction` of them held out for testing, by `seed`."""
 
+    dataset_name = "scikit-learn digits"
     num_classes = 10
     in_chans = 1
     classes = [str(d) for d in range(10)]

@@ -30,6 +30,7 @@ class MNISTDataModule(ClassificationDataModule):
         download: fetch MNIST into `root` when it is not there.
     """
 
+    dataset_name = "MNIST"
     num_classes = 10
     in_chans = 1
     classes = [str(d) for d in range(10)]
