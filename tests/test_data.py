@@ -269,9 +269,9 @@ def test_cifar_tree_with_the_wrong_classes_is_refused(tmp_path, cifar_archive):
 @pytest.mark.bad_input
 def test_build_transform_refuses_unknown_names_and_ten_crops_of_whole_images():
     with pytest.raises(
-        ValueError, match=r"unknown augmentation 'vgg'.*none, lenet, cifar, alexnet"
+        ValueError, match=r"unknown augmentation 'autoaugment'.*none, lenet, cifar, alexnet, vgg"
     ):
-        build_transform("vgg", train=True, image_size=224)
+        build_transform("autoaugment", train=True, image_size=224)
     for whole_images in ("cifar", "lenet"):
         with pytest.raises(ValueError, match="Use test_crops: center"):
             build_transform(whole_images, train=False, image_size=32, test_crops="ten")

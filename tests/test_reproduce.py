@@ -107,6 +107,8 @@ def test_the_papers_row_is_the_one_for_the_same_dataset():
 def test_a_model_and_dataset_name_their_recipe():
     assert recipe_for("lenet5", "mnist").stem == "lenet5_mnist"
     assert recipe_for("lenet5", "digits").stem == "lenet5_digits"
+    assert recipe_for("resnet20", "cifar10").stem == "resnet20_cifar10"
+    assert recipe_for("resnet50", "imagenet").stem == "resnet50_imagenet"  # an ImageFolder
 
 
 @pytest.mark.bad_input

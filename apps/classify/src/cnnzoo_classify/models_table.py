@@ -2,6 +2,11 @@
 
 `cnnzoo models --write-docs docs/models.md` writes the zoo's docs page from the same rows,
 so that page is generated from the model cards and never typed by hand.
+
+`cnnzoo models 'timm/*'` lists a namespace's models (another library's, such as timm's):
+their cards hold no paper figures, so their rows show what they have (input size, classes,
+published weights), and counting their parameters, which builds each of hundreds of models,
+waits for `--count`.
 """
 
 from __future__ import annotations
@@ -46,25 +51,56 @@ def _sources(card: ModelCard) -> str:
     return "; ".join(f"{what}: {source}" for what, source in parts if source)
 
 
-def model_row(name: str) -> dict[str, str]:
+def _paper(card: ModelCard) -> str:
+    return f"{card.paper} ({card.authors.split(',')[0]} et al.)" if card.authors else card.paper
+
+
+def _counts(name: str) -> dict[str, str]:
+    try:
+        ours = complexity(name)
+    except Exception as exc:  # a model that cannot run on the meta device still gets its row
+        note = f"cannot count: {type(exc).__name__}"
+        return {"params (ours)": note, "MACs (ours)": note}
+    return {"params (ours)": _count(ours.params), "MACs (ours)": _count(ours.macs)}
+
+
+def _weights(card: ModelCard) -> str:
+    if not card.weights:
+        return "—"
+    more = len(card.weights) - 1
+    return card.weights[0].name + (f" (+{more})" if more else "")
+
+
+def namespaced_row(name: str, card: ModelCard, count: bool) -> dict[str, str]:
+    """Another library's model: what its card holds, and our counts when asked for."""
+    return {
+        "model": name,
+        "paper": _paper(card),
+        "year": str(card.year) if card.year else "—",  # 0: the card does not know
+        "input": "x".join(map(str, card.input_size)),
+        "classes": str(card.num_classes),
+        **(_counts(name) if count else {}),
+        "weights": _weights(card),
+    }
+
+
+def model_row(name: str, count: bool = True) -> dict[str, str]:
     try:
         card = model_card(name)
     except CnnzooError as exc:
         return {"model": name, "paper": f"BROKEN: {exc}"}
-    try:
-        ours = complexity(name)
-    except Exception as exc:  # a model that cannot run on the meta device still gets its row
-        ours = None
-        note = f"cannot count: {type(exc).__name__}"
+    if "/" in name:
+        return namespaced_row(name, card, count)
+    counts = _counts(name)
     best = card.best_error()
     return {
         "model": name,
-        "paper": f"{card.paper} ({card.authors.split(',')[0]} et al.)",
+        "paper": _paper(card),
         "year": str(card.year),
         "input": "x".join(map(str, card.input_size)),
-        "params (ours)": _count(ours.params) if ours else note,
+        "params (ours)": counts["params (ours)"],
         "params (paper)": _printed(card.published_params),
-        "MACs (ours)": _count(ours.macs) if ours else note,
+        "MACs (ours)": counts["MACs (ours)"],
         "MACs (paper)": _printed(card.published_macs),
         "top-1 err %": _percent(best.top1) if best else "—",
         "top-5 err %": _percent(best.top5) if best else "—",
@@ -74,8 +110,8 @@ def model_row(name: str) -> dict[str, str]:
     }
 
 
-def model_rows(pattern: str) -> list[dict[str, str]]:
-    return [model_row(name) for name in list_models(pattern)]
+def model_rows(pattern: str, count: bool = True) -> list[dict[str, str]]:
+    return [model_row(name, count) for name in list_models(pattern)]
 
 
 def _markdown(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
@@ -133,13 +169,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--write-docs", type=Path, metavar="PATH", help="write the docs page of every model"
     )
+    parser.add_argument(
+        "--count",
+        action="store_true",
+        help="count parameters and multiply-adds of a namespace's models too ('timm/*'): "
+        "slow, it builds each one",
+    )
     args = parser.parse_args(argv)
     if args.write_docs is not None:
         args.write_docs.parent.mkdir(parents=True, exist_ok=True)
         args.write_docs.write_text(docs_page())
         print(f"wrote {args.write_docs}")
         return 0
-    rows = model_rows(args.pattern)
+    try:
+        rows = model_rows(args.pattern, count=args.count)
+    except CnnzooError as exc:  # a broken namespace plugin: the zoo itself still lists
+        print(exc)
+        return 1
     if not rows:
         print(f"no registered model matches {args.pattern!r}; `cnnzoo models` lists them all.")
         return 1
@@ -150,7 +196,13 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"cnnzoo models matching {args.pattern!r}: {len(rows)}")
+    uncounted = not args.count and any("/" in row["model"] for row in rows)
+    table = Table(
+        title=f"cnnzoo models matching {args.pattern!r}: {len(rows)}",
+        caption="parameters and multiply-adds: add --count (builds each model)"
+        if uncounted
+        else None,
+    )
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -38,11 +38,17 @@ from cnnzoo.recipes import find_recipe, list_recipes
 RESULTS = "runs/reproductions.jsonl"
 
 
+# ImageNet is read from a folder tree; papers call its validation set ILSVRC-2012.
+_SAME_DATASET = {"imagenet": "imagefolder", "ilsvrc2012": "imagefolder"}
+
+
 def _dataset_key(name: str) -> str:
-    """ "CIFAR-10+ (standard augmentation)" and "cifar10" -> "cifar10"; "ILSVRC-2012 val" ->
-    "ilsvrc2012": a published row's first word, without punctuation."""
+    """A dataset's name reduced to its first word without punctuation, so that a paper's
+    "CIFAR-10+ (standard augmentation)" meets "cifar10", and "ILSVRC-2012 val", "imagenet"
+    and "ImageFolder" meet each other."""
     first = name.split()[0] if name.split() else ""
-    return re.sub(r"[^a-z0-9]", "", first.lower())
+    key = re.sub(r"[^a-z0-9]", "", first.lower())
+    return _SAME_DATASET.get(key, key)
 
 
 def paper_error(card: ModelCard, dataset: str) -> PublishedError | None:

@@ -1,0 +1,97 @@
+"""cnnzoo's models in timm's registry as `cnnzoo_<name>`, for people who live in timm.
+
+timm finds models only in its own registry and has no plugin discovery, so importing
+`cnnzoo_timm` registers there every name `cnnzoo.list_models()` gives. Registering reads
+entry points only: a model's plugin is imported when timm builds it. A built model carries
+a `pretrained_cfg`, as timm's do, made from its card, and `pretrained=True` loads the
+weights its card lists through cnnzoo's loader.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import cnnzoo
+from cnnzoo import ClassifierNet
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import PretrainedCfg, is_model, register_model
+
+CNNZOO_PREFIX = "cnnzoo_"  # cnnzoo_<name>: our names in timm's registry
+IMAGENET_CROP_PCT = 224 / 256  # AlexNet's 224 crops of 256 images, as cnnzoo_data evaluates
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    if len(values) == channels:
+        return tuple(values)
+    return (sum(values) / len(values),) * channels  # grey images: the mean over colours
+
+
+def pretrained_cfg_of(model: ClassifierNet) -> dict[str, Any]:
+    """timm's pretrained config of a cnnzoo model, from its card: what
+    `timm.data.resolve_data_config({}, model=model)` reads. The normalisation is that of the
+    card's default weights, else ImageNet's (cnnzoo's data modules normalise with each
+    dataset's own)."""
+    card = model.card
+    _, height, width = card.input_size
+    chans = model.in_chans
+    weights = card.weights[0] if card.weights else None
+    mean = weights.mean if weights else IMAGENET_DEFAULT_MEAN
+    std = weights.std if weights else IMAGENET_DEFAULT_STD
+    cfg = PretrainedCfg(
+        architecture=CNNZOO_PREFIX + model.name,
+        input_size=(chans, height, width),
+        fixed_input_size=card.fixed_input_size,
+        min_input_size=(chans, card.min_input_size, card.min_input_size)
+        if card.min_input_size
+        else None,
+        interpolation="bilinear",
+        # ImageNet-sized networks are evaluated on a centre crop, small ones on whole images.
+        crop_pct=IMAGENET_CROP_PCT if width >= 224 else 1.0,
+        mean=_per_channel(mean, chans),
+        std=_per_channel(std, chans),
+        num_classes=model.num_classes,
+        paper_name=card.paper,
+        origin_url=card.url,
+    )
+    return cfg.to_dict()
+
+
+def _entrypoint(name: str) -> Callable[..., ClassifierNet]:
+    def build(
+        pretrained: bool = False,
+        pretrained_cfg: Any = None,
+        pretrained_cfg_overlay: Any = None,
+        cache_dir: Any = None,
+        **kwargs: Any,
+    ) -> ClassifierNet:
+        if pretrained_cfg is not None or pretrained_cfg_overlay is not None or cache_dir:
+            raise ValueError(
+                f"{CNNZOO_PREFIX}{name} takes its weights from its cnnzoo card through cnnzoo's "
+                f"loader (files in torch hub's checkpoint folder, $TORCH_HOME/hub/checkpoints), "
+                f"not from pretrained_cfg, pretrained_cfg_overlay or cache_dir."
+            )
+        model = cnnzoo.create_model(name, pretrained=pretrained, **kwargs)
+        model.pretrained_cfg = model.default_cfg = pretrained_cfg_of(model)
+        return model
+
+    build.__name__ = build.__qualname__ = CNNZOO_PREFIX + name
+    build.__module__ = __name__
+    build.__doc__ = f"cnnzoo's {name} (`cnnzoo.create_model({name!r})`)."
+    return build
+
+
+def register_in_timm() -> list[str]:
+    """Register every cnnzoo model not yet in timm's registry; returns the timm names added.
+    Call it again after installing a cnnzoo plugin in a running process."""
+    added = []
+    for name in cnnzoo.list_models():
+        entry = _entrypoint(name)
+        if is_model(entry.__name__):
+            continue
+        # timm lists a module's models as that module's functions, as its own files define them.
+        setattr(sys.modules[__name__], entry.__name__, entry)
+        register_model(entry)
+        added.append(entry.__name__)
+    return added
