@@ -1,19 +1,20 @@
 """The papers' optimisers and learning-rate schedules, built on timm and torch.
 
 Weight decay is kept off biases and normalisation parameters (timm's parameter groups).
-The schedules are timm's (step, multi-step, cosine with warm-up) plus torch's
+The schedules are timm's (step, multi-step, cosine, linear decay, with warm-up) plus torch's
 ReduceLROnPlateau for the papers' "divide the rate by 10 when the validation error stops
 improving" (AlexNet §5, VGG §3.1, ZFNet §3).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from timm.scheduler import MultiStepLRScheduler, create_scheduler_v2
 from torch import nn
 
 # Our names for the papers' optimisers -> timm's optimiser names.
@@ -50,13 +51,21 @@ class OptimizerSpec:
 
 @dataclass
 class ScheduleSpec:
-    """A learning-rate schedule; epochs may be fractional when `interval` is "step"."""
+    """A learning-rate schedule; epochs may be fractional when `interval` is "step".
 
-    name: Literal["constant", "step", "multistep", "cosine", "plateau"] = "constant"
+    `linear` decays the rate in a straight line to `min_lr` at the end of training
+    (ShuffleNet §4). `milestone_steps` gives a multistep schedule's milestones in iterations,
+    as ResNet §4.2 states them ("divide it by 10 at 32k and 48k iterations"), instead of
+    `milestones` in epochs; it needs `interval: step`.
+    """
+
+    name: Literal["constant", "step", "multistep", "cosine", "linear", "plateau"] = "constant"
     decay_rate: float = 0.1
     decay_epochs: float = 30  # step: decay every this many epochs
     milestones: list[float] = field(default_factory=list)  # multistep: decay at these epochs
+    milestone_steps: list[int] = field(default_factory=list)  # multistep: at these iterations
     warmup_epochs: float = 0
+    warmup_steps: int = 0  # the warm-up in iterations instead (ResNet §4.2: 400), interval: step
     warmup_lr: float = 1e-5
     min_lr: float = 0.0
     patience: int = 5  # plateau: epochs without improvement before dividing
@@ -114,10 +123,10 @@ def build_scheduler(
 ) -> dict | None:
     """A Lightning lr-scheduler config dict, or None for a constant rate without warm-up.
     `monitor` is what the plateau schedule watches: an error ("min") or an mAP ("max")."""
-    if spec.name == "constant" and spec.warmup_epochs == 0:
+    if spec.name == "constant" and spec.warmup_epochs == 0 and spec.warmup_steps == 0:
         return None
     if spec.name == "plateau":
-        if spec.warmup_epochs:
+        if spec.warmup_epochs or spec.warmup_steps:
             raise ValueError("the plateau schedule has no warm-up; set warmup_epochs: 0.")
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
@@ -130,23 +139,59 @@ def build_scheduler(
         )
         return {"scheduler": scheduler, "interval": "epoch", "monitor": monitor, "strict": True}
     per_step = spec.interval == "step"
+    if spec.warmup_steps and not per_step:
+        raise ValueError("warmup_steps counts iterations: set interval: step.")
+    if spec.milestone_steps:
+        return {
+            "scheduler": _multistep_in_iterations(optimizer, spec, steps_per_epoch),
+            "interval": "step",
+        }
     # timm applies a milestone one update early (at t = m - 1, its long-standing convention);
     # one update later it falls where the paper puts it: the rate changes at epoch m.
     one_update = 1 / steps_per_epoch if per_step else 1
     scheduler, _ = create_scheduler_v2(
         optimizer,
-        sched=spec.name,
+        # timm's polynomial decay of power 1 is the linear decay
+        sched="poly" if spec.name == "linear" else spec.name,
         num_epochs=max_epochs,
         decay_epochs=spec.decay_epochs,
         decay_milestones=[milestone + one_update for milestone in spec.milestones],
-        decay_rate=spec.decay_rate,
+        decay_rate=1.0 if spec.name == "linear" else spec.decay_rate,
         min_lr=spec.min_lr,
         warmup_lr=spec.warmup_lr,
-        warmup_epochs=spec.warmup_epochs,
+        warmup_epochs=spec.warmup_steps / steps_per_epoch or spec.warmup_epochs,
         step_on_epochs=not per_step,
         updates_per_epoch=steps_per_epoch if per_step else 0,
     )
     return {"scheduler": scheduler, "interval": spec.interval}
+
+
+def _multistep_in_iterations(
+    optimizer: torch.optim.Optimizer, spec: ScheduleSpec, steps_per_epoch: int
+) -> MultiStepLRScheduler:
+    """A multistep schedule whose milestones are iterations: the rate of iteration t (counted
+    from 0) is divided once for each milestone m <= t, so with ResNet §4.2's 32k it is 0.1
+    for the first 32,000 updates and 0.01 from the next.
+
+    Built here, not by `create_scheduler_v2`, which takes milestones in epochs and multiplies
+    them by the updates per epoch in floating point (32001/352 * 352 is not 32001).
+    """
+    if spec.name != "multistep" or spec.interval != "step" or spec.milestones:
+        raise ValueError(
+            "milestone_steps are a multistep schedule's milestones in iterations: set "
+            "name: multistep and interval: step, and leave milestones (epochs) empty; got "
+            f"name {spec.name!r}, interval {spec.interval!r}, milestones {spec.milestones}."
+        )
+    return MultiStepLRScheduler(
+        optimizer,
+        # timm divides at t = m - 1 (its convention): m + 1 divides at iteration m
+        decay_t=[int(step) + 1 for step in spec.milestone_steps],
+        decay_rate=spec.decay_rate,
+        warmup_t=spec.warmup_steps or round(spec.warmup_epochs * steps_per_epoch),
+        warmup_lr_init=spec.warmup_lr,
+        warmup_prefix=False,  # the milestones count from the first iteration, warm-up included
+        t_in_epochs=False,
+    )
 
 
 def step_scheduler(scheduler: object, interval: str, epoch: int, global_step: int, metric=None):
@@ -190,8 +235,16 @@ def configure_optimization(
             f"{global_batch} (the recipe's {optimizer.lr:g} is for {optimizer.batch_size}; "
             f"linear scaling rule)"
         )
-    max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-    steps_per_epoch = max(1, trainer.estimated_stepping_batches // max_epochs)
+    total_steps = trainer.estimated_stepping_batches  # sets up the training data first
+    batches = trainer.num_training_batches
+    if math.isfinite(batches) and batches > 0:
+        steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        # A run bounded by max_steps (max_epochs: -1, ResNet §4.2's 64k iterations) lasts
+        # as many epochs as those steps take.
+        max_epochs = max(1, math.ceil(total_steps / steps_per_epoch))
+    else:  # an iterable dataset of unknown length
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        steps_per_epoch = max(1, total_steps // max_epochs)
     scheduler = build_scheduler(built, schedule, max_epochs, int(steps_per_epoch), monitor, mode)
     if scheduler is None:
         return built
