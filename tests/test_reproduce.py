@@ -32,6 +32,7 @@ def reproduced(tmp_path_factory, mnist_root) -> tuple[Path, list[str]]:
         "--trainer.limit_train_batches=20",
         "--trainer.limit_val_batches=4",
         "--trainer.limit_test_batches=8",
+        "--note=(20 batches an epoch: a test)",
         f"--results={cwd / 'results.jsonl'}",
     ]
     assert run_cnnzoo(args, cwd) == 0
@@ -59,7 +60,8 @@ def test_a_reproduction_writes_our_error_next_to_the_papers(reproduced):
     assert row["epochs"] == 2 and row["steps"] == 40
     assert row["params"] == row["published_params"] == 60_000
     assert row["accelerator"] == "cpu" and "threads" in row["device"]
-    assert shlex.split(row["command"]) == ["cnnzoo", *args]
+    assert shlex.split(row["command"]) == ["cnnzoo", *(a for a in args if "--note" not in a)]
+    assert row["note"] == "(20 batches an epoch: a test)"
     head = subprocess.run(
         ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -90,7 +92,7 @@ def test_the_report_renders_the_rows_and_their_pictures(reproduced, capsys):
     page = cwd / "docs" / "results.md"
     assert report.main(["--results", str(results), "--write", str(page)]) == 0
     text = page.read_text()
-    assert f"1. `{row['command']}`" in text
+    assert f"1. `{row['command']}` (20 batches an epoch: a test)" in text
     for picture in ("error_vs_params.png", "curves.png"):
         assert f"images/results/{picture}" in text
         assert (page.parent / "images" / "results" / picture).read_bytes()[:4] == b"\x89PNG"

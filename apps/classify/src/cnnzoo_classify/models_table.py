@@ -105,6 +105,7 @@ def model_row(name: str, count: bool = True) -> dict[str, str]:
         "top-1 err %": _percent(best.top1) if best else "—",
         "top-5 err %": _percent(best.top5) if best else "—",
         "on": f"{best.dataset}, {best.evaluation}" if best else "—",
+        "weights": _weights(card),  # published weights create_model(pretrained=...) loads
         "sources": _sources(card),
         "recipe": card.recipe or "—",
     }

@@ -75,7 +75,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def commands(rows: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{n}. `{row['command']}`" for n, row in enumerate(rows, start=1))
+    """Each row's command, with the note its runner gave (`--note`: what else the machine
+    was doing, what was cut short)."""
+    return "\n".join(
+        f"{n}. `{row['command']}`" + (f" {row['note']}" if row.get("note") else "")
+        for n, row in enumerate(rows, start=1)
+    )
 
 
 def plot_error_vs_params(rows: list[dict[str, Any]], path: Path) -> None:

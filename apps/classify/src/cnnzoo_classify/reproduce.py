@@ -141,6 +141,19 @@ def _percent(value: Any) -> float | None:
     return None if value is None else round(100 * float(value), 4)
 
 
+def _without_note(argv: list[str]) -> list[str]:
+    """The arguments that make the row again: all but `--note` (kept in the row apart)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--note":
+            skip = True
+        elif not arg.startswith("--note="):
+            kept.append(arg)
+    return kept
+
+
 def reproduce(argv: list[str]) -> dict[str, Any]:
     """Run the recipe through `cnnzoo fit` (which tests after fitting) and return the row."""
     from cnnzoo_classify.cli import make_cli
@@ -157,11 +170,17 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
         help="the dataset as the paper's table names it (default: the data module's), "
         'e.g. "ILSVRC-2012 val" for an ImageNet folder',
     )
+    parser.add_argument(
+        "--note",
+        help="a remark kept with the row and shown by `cnnzoo report`, e.g. what else ran on "
+        "the machine (wall times depend on it) or why the schedule was shortened",
+    )
     parser.add_argument("--results", default=RESULTS, help=f"JSON-lines file (default {RESULTS})")
     options, fit_args = parser.parse_known_args(argv)
     recipe = recipe_for(options.recipe, options.dataset) if options.dataset else None
     recipe = recipe or find_recipe(options.recipe)
 
+    commit = git_commit()  # before the run: the code that trains, whatever changes meanwhile
     start = time.perf_counter()
     cli = make_cli(["fit", "--config", str(recipe), *fit_args, "--test_after_fit=true"])
     wall_time = time.perf_counter() - start
@@ -195,10 +214,11 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
         "steps": trainer.global_step,
         "wall_time_s": round(wall_time, 1),
         **hardware(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "wandb_run_id": wandb_logger.experiment.id if wandb_logger else None,
         "date": datetime.date.today().isoformat(),
-        "command": shlex.join(["cnnzoo", "reproduce", *argv]),
+        "command": shlex.join(["cnnzoo", "reproduce", *_without_note(argv)]),
+        "note": options.note,
         "curves": curves(Path(csv_logger.log_dir) / "metrics.csv") if csv_logger else {},
     }
     if wandb_logger is not None:

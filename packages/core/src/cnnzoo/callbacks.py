@@ -61,7 +61,9 @@ class PredictionGallery(L.Callback):
         images, target = batch[0][: self.num_images], batch[1][: self.num_images]
         with torch.no_grad():
             predicted = module.predict_log_probs(images).argmax(dim=-1)
-        if images.ndim == 5:  # multi-crop batches: show the first crop
+        if isinstance(images, list):  # dense evaluation: each image whole, its first scale
+            images = [scales[0][0] for scales in images]
+        elif images.ndim == 5:  # multi-crop batches: show the first crop
             images = images[:, 0]
         classes = getattr(trainer.datamodule, "classes", None)
         fig = prediction_figure(images, target, predicted, classes)

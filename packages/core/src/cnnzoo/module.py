@@ -125,6 +125,8 @@ class ImageClassifier(L.LightningModule):
         # Compiled forward kept outside the module tree so state-dict keys stay the model's
         # (plain assignment would register it as a second copy of the model's weights).
         object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
+        # The model's dense form (`_dense_model`), kept for one evaluation epoch.
+        object.__setattr__(self, "_dense_form", None)
         classes = self.model.num_classes
         self.train_loss = MeanMetric()  # synced across processes under DDP, as the errors are
         self.metrics = torch.nn.ModuleDict(
@@ -199,19 +201,64 @@ class ImageClassifier(L.LightningModule):
         images, target = batch
         log_probs = self.predict_log_probs(images)
         loss = F.nll_loss(log_probs, target)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", on_epoch=True)
+        # The batch size said, not guessed from the first tensor (a dense batch is a list).
+        self.log(
+            f"{stage}/loss", loss, prog_bar=stage == "val", on_epoch=True, batch_size=len(target)
+        )
         self._update_metrics(stage, log_probs, target)
         return log_probs
 
-    def predict_log_probs(self, images: torch.Tensor) -> torch.Tensor:
+    def predict_log_probs(self, images: torch.Tensor | list[list[torch.Tensor]]) -> torch.Tensor:
         """Log class probabilities; a 5-D batch (N, crops, C, H, W) averages the crops'
-        softmax outputs, as AlexNet's 10-crop and GoogLeNet's 144-crop tests do."""
+        softmax outputs, as AlexNet's 10-crop and GoogLeNet's 144-crop tests do; a list
+        (per image, one (views, C, H, W) tensor per scale) is VGG's dense evaluation."""
+        if isinstance(images, list):
+            return self._dense_log_probs(images)
         if images.ndim == 5:
             batch, crops = images.shape[:2]
             logits = self(images.flatten(0, 1))
             probs = logits.softmax(dim=-1).view(batch, crops, -1).mean(dim=1)
             return probs.clamp_min(1e-12).log()
         return self(images).log_softmax(dim=-1)
+
+    def _dense_log_probs(self, images: list[list[torch.Tensor]]) -> torch.Tensor:
+        """VGG §3.2 and §4.2: each image whole, at each test scale, with its mirror image,
+        through the model's dense form (`ClassifierNet.dense`); "the soft-max class
+        posteriors" averaged over views and scales. Whole images differ in size: one image
+        at a time."""
+        dense = self._dense_model()
+        probs = [
+            torch.cat([dense(views).softmax(dim=-1) for views in scales]).mean(dim=0)
+            for scales in images
+        ]
+        return torch.stack(probs).clamp_min(1e-12).log()
+
+    def _dense_model(self) -> torch.nn.Module:
+        # A converted copy (VGG's) holds the weights of the moment: built once an evaluation
+        # epoch under a trainer, at every call outside one.
+        dense = self._dense_form
+        if dense is None:
+            if not hasattr(self.model, "dense"):
+                raise CnnzooError(
+                    f"{self.hparams.arch} does not speak cnnzoo's model protocol's dense(): "
+                    f"evaluate it on crops (test_crops: center, ten or googlenet144)."
+                )
+            dense = self.model.dense()
+            if self._trainer is not None:
+                object.__setattr__(self, "_dense_form", dense)
+        return dense.train(self.model.training)
+
+    def _forget_dense_model(self) -> None:
+        object.__setattr__(self, "_dense_form", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._forget_dense_model()
+
+    def on_test_epoch_start(self) -> None:
+        self._forget_dense_model()
+
+    def on_predict_epoch_start(self) -> None:
+        self._forget_dense_model()
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "val")

@@ -48,6 +48,13 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _unreadable(file: Path, url: str, exc: Exception) -> PretrainedWeightsError:
+    return PretrainedWeightsError(
+        f"{file} is there but does not load ({type(exc).__name__}: {exc}). A partial or "
+        f"foreign file? Delete it and download {url} again."
+    )
+
+
 def _torchvision_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tensor]:
     import torchvision
 
@@ -58,10 +65,17 @@ def _torchvision_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tenso
             f"torchvision {torchvision.__version__} has no weights {weights.name!r}: {exc}"
         ) from exc
     file = hub_checkpoint_dir() / Path(enum.url).name
+    present = file.is_file()
     try:
-        # Reads `file` when it is there and downloads it otherwise.
+        # Reads `file` when it is there and downloads it otherwise. torch hub checks the
+        # hash in the file name against a download only, never against a file already
+        # there: a file the user put in place is taken as it is.
         return enum.get_state_dict(progress=True, check_hash=True)
-    except OSError as exc:  # urllib's URLError, socket errors, a read-only cache
+    except Exception as exc:
+        if present:
+            raise _unreadable(file, enum.url, exc) from exc
+        if not isinstance(exc, OSError):  # urllib's URLError, socket errors, a read-only cache
+            raise
         raise PretrainedWeightsError(
             f"could not download torchvision's {weights.name} ({type(exc).__name__}: {exc}). "
             f"Offline? On a machine with internet, download {enum.url} and put the file at "
@@ -72,18 +86,38 @@ def _torchvision_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tenso
 def _timm_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tensor]:
     import timm
 
+    try:
+        cfg = timm.models.get_pretrained_cfg(weights.name)
+    except RuntimeError:  # an unknown tag of a known architecture
+        cfg = None
+    if cfg is None or not cfg.has_weights:
+        raise PretrainedWeightsError(f"timm {timm.__version__} has no weights {weights.name!r}")
     folder = hub_checkpoint_dir()
     local = [folder / f"{weights.name}{ext}" for ext in (".safetensors", ".pth", ".bin")]
-    overlay = next(({"file": str(p)} for p in local if p.is_file()), None)
+    present = next((p for p in local if p.is_file()), None)
+    # Most timm weights live on the Hugging Face hub; older ones (legacy_se*) at a URL.
+    if cfg.hf_hub_id:
+        url, target = (
+            f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/model.safetensors",
+            local[0],
+        )
+    else:
+        url, target = cfg.url, local[1]
     try:
-        model = timm.create_model(weights.name, pretrained=True, pretrained_cfg_overlay=overlay)
-    except (OSError, RuntimeError, ValueError) as exc:  # hub errors are OSErrors
-        hub_id = timm.models.get_pretrained_cfg(weights.name).hf_hub_id or weights.name
+        model = timm.create_model(
+            weights.name,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(present)} if present else None,
+        )
+    except Exception as exc:
+        if present:
+            raise _unreadable(present, url, exc) from exc
+        if not isinstance(exc, OSError):  # hub and urllib errors are OSErrors
+            raise
         raise PretrainedWeightsError(
             f"could not fetch timm's {weights.name} ({type(exc).__name__}: {exc}). Offline? "
-            f"On a machine with internet, download model.safetensors from "
-            f"https://huggingface.co/{hub_id} and put it at {local[0]}; it is read from there "
-            f"without the network."
+            f"On a machine with internet, download {url} and put the file at {target}; it is "
+            f"read from there without the network."
         ) from exc
     return model.state_dict()
 
@@ -114,7 +148,7 @@ def load_pretrained(model: ClassifierNet, weights: PretrainedWeights) -> None:
             from timm.models import adapt_input_conv
 
             state[key] = adapt_input_conv(model.in_chans, value)
-        elif value.shape[0] != target.shape[0] and value.shape[1:] == target.shape[1:]:
+        elif target.shape[0] == model.num_classes and value.shape[1:] == target.shape[1:]:
             dropped.append(key)  # the classifier, for another number of classes
             del state[key]
         else:

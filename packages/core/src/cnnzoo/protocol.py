@@ -70,6 +70,42 @@ class ClassifierNet(nn.Module):
         self.check_input(x)
         return self.forward_head(self.forward_features(x))
 
+    def dense(self) -> nn.Module:
+        """This net for dense evaluation (VGG §3.2): a module that takes a whole image of any
+        size, from the card's input size up, and gives its class scores averaged over
+        positions. A net whose head pools globally (ResNet, NIN, GoogLeNet, ...) is that
+        module already: its forward on a larger image is dense evaluation. A net with fully
+        connected layers over a fixed-size map returns its fully convolutional form (VGG's
+        fc layers as convolutions), or has none and says so."""
+        if self.head_pools_globally():
+            return self
+        name = self.name or type(self).__name__
+        raise InputShapeError(
+            f"{name} has no dense form: its head is neither a global pooling (whose forward "
+            f"on a whole image would be dense evaluation) nor convertible by a `dense()` of "
+            f"its own. Evaluate it on crops (test_crops: center, ten or googlenet144)."
+        )
+
+    def head_pools_globally(self) -> bool:
+        """Whether `forward_head` pools its map over all positions first: then the map tiled
+        2x2 gives the same logits (an adaptive pool to a fixed grid, as VGG's and AlexNet's
+        before their fc layers, does not; a flatten of a fixed-size map refuses it)."""
+        reference = next(self.parameters())
+        maps = torch.rand(
+            1, self.feature_info[-1].channels, 3, 3, generator=torch.Generator().manual_seed(0)
+        )
+        maps = maps.to(reference)
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                logits, tiled = self.forward_head(maps), self.forward_head(maps.repeat(1, 1, 2, 2))
+        except (RuntimeError, ValueError):  # a head that only takes its own map size
+            return False
+        finally:
+            self.train(training)
+        return torch.allclose(logits, tiled, rtol=1e-4, atol=1e-5)
+
     def check_input(self, x: torch.Tensor) -> None:
         """Fail early, saying what to do, on input the network cannot take."""
         name = self.name or type(self).__name__

@@ -6,13 +6,21 @@
     cifar    ResNet §4.2: 4 pixels padded on each side, a random 32x32 crop, horizontal flips
     alexnet  AlexNet §2 and §4.1: the shorter side scaled to 256 and the centre 256x256 kept,
              random 224x224 crops with horizontal flips, PCA colour noise (sigma 0.1)
+    vgg      VGG §3.1: scale jittering, the shorter side S drawn uniformly from [256, 512],
+             a random 224x224 crop, horizontal flips, AlexNet's PCA colour noise
+    resnet   ResNet §3.4: the same with the shorter side drawn from [256, 480]
+    inception  GoogLeNet §6 (and Inception-v3 after it): a random crop of 8% to 100% of the
+             image's area with an aspect ratio in [3/4, 4/3], resized to the input size, and
+             horizontal flips; the paper's photometric distortions (Howard 2013) are left out
 
 The work is split in two. Per image, on the loader's workers, the geometric part turns the
 image into a uint8 tensor (crops, flips, resizing). Per batch, on the training device, the
 photometric part turns uint8 into normalised floats and adds PCA colour noise: one
 vectorised step instead of thousands of small ones, and a quarter of the bytes to move.
 Test images get the same deterministic geometry; `test_crops="ten"` gives AlexNet's ten
-crops (four corners and centre, and their mirror images, §4.1) as one (10, C, H, W) tensor.
+crops (four corners and centre, and their mirror images, §4.1) as one (10, C, H, W) tensor;
+GoogLeNet's 144 crops and VGG's dense and multi-scale evaluation are in
+`cnnzoo_data.evaluation`.
 """
 
 from __future__ import annotations
@@ -24,9 +32,19 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-Augmentation = Literal["none", "lenet", "cifar", "alexnet"]
-TestCrops = Literal["center", "ten"]
-AUGMENTATIONS: tuple[str, ...] = ("none", "lenet", "cifar", "alexnet")
+from cnnzoo_data.evaluation import TEST_CROPS, TestCrops, evaluation_geometry
+
+Augmentation = Literal["none", "lenet", "cifar", "alexnet", "vgg", "resnet", "inception"]
+AUGMENTATIONS: tuple[str, ...] = ("none", "lenet", "cifar", "alexnet", "vgg", "resnet", "inception")
+# The augmentations that add AlexNet's PCA colour noise to each training batch ("the colour
+# shift of [AlexNet]": VGG §3.1, ResNet §3.4).
+COLOUR_SHIFTED: tuple[str, ...] = ("alexnet", "vgg", "resnet")
+# The shorter side's range of the scale-jittering augmentations, for a 224 input.
+SCALE_JITTER = {"vgg": (256, 512), "resnet": (256, 480)}
+# GoogLeNet §6: "patches whose size is distributed evenly between 8% and 100% of the image
+# area with aspect ratio constrained to the interval [3/4, 4/3]".
+INCEPTION_AREA = (0.08, 1.0)
+INCEPTION_ASPECT = (3 / 4, 4 / 3)
 
 # LeNet-5 §III.A: "the background level (white) corresponds to a value of -0.1 and the
 # foreground (black) corresponds to 1.175", i.e. x * 1.275 - 0.1 for x in [0, 1].
@@ -79,13 +97,20 @@ def build_transform(
         raise ValueError(
             f"unknown augmentation {augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}."
         )
-    ten_crops = test_crops == "ten" and not train
-    if ten_crops and augmentation in ("lenet", "cifar"):
+    if test_crops not in TEST_CROPS:
         raise ValueError(
-            f"ten-crop testing crops {image_size}x{image_size} patches from rescaled images "
-            f"(AlexNet §4.1); the {augmentation} augmentation tests whole images. "
+            f"unknown test_crops {test_crops!r}; choose one of {', '.join(TEST_CROPS)}."
+        )
+    ten_crops = test_crops == "ten" and not train
+    if test_crops != "center" and not train and augmentation in ("lenet", "cifar"):
+        raise ValueError(
+            f"test_crops: {test_crops} looks at {image_size}x{image_size} patches or whole "
+            f"images rescaled beyond {image_size} (AlexNet §4.1, GoogLeNet §7, VGG §3.2); the "
+            f"{augmentation} augmentation tests whole images at their own size. "
             f"Use test_crops: center."
         )
+    if test_crops not in ("center", "ten") and not train:
+        return ImageTransform(evaluation_geometry(test_crops, image_size), random=False)
     # AlexNet crops 224 from 256: the same ratio at other input sizes.
     rescaled = round(image_size * 256 / 224)
     if augmentation == "lenet":
@@ -104,10 +129,20 @@ def build_transform(
         steps = [v2.Resize(rescaled), v2.CenterCrop(rescaled)]
         steps += [v2.RandomCrop(image_size), v2.RandomHorizontalFlip()]
         return ImageTransform(_tensor(steps), random=True)
+    if augmentation in SCALE_JITTER and train:
+        # RandomResize draws the shorter side uniformly from [low, high] (its upper bound is
+        # exclusive), at the same ratio to the input size as the paper's to 224.
+        low, high = (round(side * image_size / 224) for side in SCALE_JITTER[augmentation])
+        steps = [v2.RandomResize(low, high + 1), v2.RandomCrop(image_size)]
+        return ImageTransform(_tensor([*steps, v2.RandomHorizontalFlip()]), random=True)
+    if augmentation == "inception" and train:
+        crop = v2.RandomResizedCrop(image_size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT)
+        return ImageTransform(_tensor([crop, v2.RandomHorizontalFlip()]), random=True)
     if ten_crops:
         steps = [v2.Resize(rescaled), v2.CenterCrop(rescaled), v2.TenCrop(image_size)]
         return ImageTransform(_tensor(steps, ten_crops=True), random=False)
-    if augmentation == "alexnet":
+    if augmentation in ("alexnet", "vgg", "resnet", "inception"):
+        # the centre crop of the image at shorter side 256 for a 224 input (Inception's 87.5%)
         steps = [v2.Resize(rescaled), v2.CenterCrop(rescaled), v2.CenterCrop(image_size)]
     else:
         steps = [v2.Resize(image_size), v2.CenterCrop(image_size)]

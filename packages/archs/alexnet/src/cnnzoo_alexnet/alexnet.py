@@ -20,7 +20,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import (
+    ClassifierNet,
+    FeatureInfo,
+    ModelCard,
+    PretrainedWeights,
+    PublishedError,
+    variant,
+)
 from torch import nn
 
 from cnnzoo_alexnet.layers import LocalResponseNorm
@@ -299,6 +306,13 @@ def alexnet(num_classes: int = 1000, in_chans: int = 3) -> AlexNet:
         ),
         recipe="alexnet_owt_imagenet",
         min_input_size=MIN_INPUT_SIZE,
+        weights=(
+            PretrainedWeights(
+                "torchvision",
+                "AlexNet_Weights.IMAGENET1K_V1",
+                "cnnzoo_alexnet.alexnet:from_torchvision_state_dict",
+            ),
+        ),
         notes="Modern variant, not in the 2012 paper: torchvision's `alexnet`, one GPU, "
         "64-192-384-256-256 kernels, no response normalisation, no groups; torchvision's "
         "weights load through from_torchvision_state_dict. torchvision's current weights "

@@ -31,7 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import (
+    ClassifierNet,
+    FeatureInfo,
+    ModelCard,
+    PretrainedWeights,
+    PublishedError,
+    variant,
+)
 from torch import nn
 
 from cnnzoo_densenet.layers import DenseBlock, Transition
@@ -233,7 +240,12 @@ def imagenet_card(
     params_source: str,
     errors: tuple[PublishedError, ...],
     notes: str,
+    torchvision_weights: str | None = None,
 ) -> ModelCard:
+    weights = ()
+    if torchvision_weights:  # torchvision's ImageNet weights of the same network
+        convert = "cnnzoo_densenet.densenet:from_torchvision_state_dict"
+        weights = (PretrainedWeights("torchvision", torchvision_weights, convert),)
     return ModelCard(
         paper=PAPER,
         authors=AUTHORS,
@@ -246,6 +258,7 @@ def imagenet_card(
         published_errors=errors,
         recipe=None,
         min_input_size=IMAGENET_MIN_INPUT_SIZE,
+        weights=weights,
         notes=notes,
     )
 
@@ -270,6 +283,7 @@ TORCHVISION_NOTE = (
         "torchvision densenet121 (exact count; the paper prints none)",
         table3((25.02, 23.61), (7.71, 6.66)),
         TORCHVISION_NOTE + "Table 1 column DenseNet-121 (k=32).",
+        torchvision_weights="DenseNet121_Weights.IMAGENET1K_V1",
     )
 )
 def densenet121(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:
@@ -283,6 +297,7 @@ def densenet121(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:
         "torchvision densenet169 (exact count; the paper prints none)",
         table3((23.80, 22.08), (6.85, 5.92)),
         TORCHVISION_NOTE + "Table 1 column DenseNet-169 (k=32).",
+        torchvision_weights="DenseNet169_Weights.IMAGENET1K_V1",
     )
 )
 def densenet169(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:
@@ -296,6 +311,7 @@ def densenet169(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:
         "torchvision densenet201 (exact count; the paper prints none)",
         table3((22.58, 21.46), (6.34, 5.54)),
         TORCHVISION_NOTE + "Table 1 column DenseNet-201 (k=32).",
+        torchvision_weights="DenseNet201_Weights.IMAGENET1K_V1",
     )
 )
 def densenet201(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:
@@ -319,6 +335,7 @@ def densenet201(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:
         "authors' released ImageNet model (their densenet.lua, depth 161); the published "
         "version of the paper reports no error for it in Table 3, so the error is the "
         "authors' README figure.",
+        torchvision_weights="DenseNet161_Weights.IMAGENET1K_V1",
     )
 )
 def densenet161(num_classes: int = 1000, in_chans: int = 3) -> DenseNet:

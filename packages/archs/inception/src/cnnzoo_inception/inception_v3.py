@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from cnnzoo import FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import FeatureInfo, ModelCard, PretrainedWeights, PublishedError, variant
 from torch import nn
 
 from cnnzoo_inception.layers import Branch, Conv, ConvUnit, Fork, InceptionModule, Pool
@@ -269,6 +269,18 @@ def from_torchvision_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[
         ),
         aux_loss_weight=AUX_LOSS_WEIGHT,
         min_input_size=MIN_INPUT_SIZE,
+        weights=(
+            # torchvision builds these weights' model with transform_input=True, which turns
+            # ImageNet-normalised input into (x - 0.5) / 0.5 inside: the weights' own
+            # normalisation, which ours takes directly.
+            PretrainedWeights(
+                "torchvision",
+                "Inception_V3_Weights.IMAGENET1K_V1",
+                "cnnzoo_inception.inception_v3:from_torchvision_state_dict",
+                mean=(0.5, 0.5, 0.5),
+                std=(0.5, 0.5, 0.5),
+            ),
+        ),
         notes="The paper gives no filter counts for its modules; they are the authors' "
         "TensorFlow release's, through torchvision's port, whose weights load with "
         "from_torchvision_state_dict and give the same outputs. Where the release departs "

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-from cnnzoo import FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import FeatureInfo, ModelCard, PretrainedWeights, PublishedError, variant
 from torch import nn
 
 from cnnzoo_inception.layers import (
@@ -373,6 +374,25 @@ def from_timm_state_dict(
     )
 
 
+# The converters a card's weights name take the state dict alone.
+from_timm_inception_v4 = partial(from_timm_state_dict, name="inception_v4")
+from_timm_inception_resnet_v2 = partial(from_timm_state_dict, name="inception_resnet_v2")
+
+
+def _timm_weights(model: str, *tags: str) -> tuple[PretrainedWeights, ...]:
+    """timm's ports of the authors' TensorFlow checkpoints, for inputs scaled to [-1, 1]."""
+    return tuple(
+        PretrainedWeights(
+            "timm",
+            f"{model}.{tag}",
+            f"cnnzoo_inception.inception_v4:from_timm_{model}",
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+        )
+        for tag in tags
+    )
+
+
 PAPER = "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning"
 AUTHORS = "C. Szegedy, S. Ioffe, V. Vanhoucke, A. Alemi"
 URL = "https://arxiv.org/abs/1602.07261"
@@ -411,6 +431,7 @@ def _errors(
             ),
         ),
         min_input_size=MIN_INPUT_SIZE,
+        weights=_timm_weights("inception_v4", "tf_in1k"),
         notes="Figs. 3-9 with the filter counts of Table 1 (k, l, m, n = 192, 224, 256, 384). "
         "Three asymmetric pairs follow the authors' release, and so timm, rather than the "
         "figures: 1x7 before 7x1 in the stem (Fig. 3 draws 7x1 first), 7x1 first in Inception-"
@@ -463,6 +484,7 @@ def inception_resnet_v1(num_classes: int = 1000, in_chans: int = 3) -> Inception
         "release), 1000 classes; the paper prints no count",
         published_errors=_errors((19.9, 4.9), (18.7, 4.1), (17.8, 3.7)),
         min_input_size=MIN_INPUT_SIZE,
+        weights=_timm_weights("inception_resnet_v2", "tf_in1k", "tf_ens_adv_in1k"),
         notes="The authors' release, not the paper's figures, which cannot be built as drawn: "
         "Fig. 17 projects the 1152-channel input to 1154 and Fig. 19 the 2144-channel input "
         "to 2048, so the residual sums do not fit. The release keeps the modules' branches "

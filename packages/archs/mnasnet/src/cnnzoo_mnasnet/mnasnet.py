@@ -28,7 +28,14 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import (
+    ClassifierNet,
+    FeatureInfo,
+    ModelCard,
+    PretrainedWeights,
+    PublishedError,
+    variant,
+)
 from torch import nn
 
 # §5: "batch norm is added after every convolution layer with momentum 0.99" (TensorFlow's
@@ -396,6 +403,11 @@ B1_NOTES = (
                 source="Table 1: MnasNet-A1, 75.2% top-1, 92.5% top-5",
             ),
         ),
+        weights=(
+            PretrainedWeights(
+                "timm", "semnasnet_100.rmsp_in1k", "cnnzoo_mnasnet.mnasnet:from_timm_state_dict"
+            ),
+        ),
         notes="Fig. 7(a) with the 1x1 conv to 1280 channels before the pool that the "
         "authors' release has (Fig. 7 omits it; the 3.9M parameters count it). SE reduces "
         "to a quarter of the block's input channels, ReLU, sigmoid gate, after the depthwise "
@@ -408,6 +420,19 @@ def mnasnet_a1(num_classes: int = 1000, in_chans: int = 3) -> MnasNet:
 
 
 def _b1_card(width_multiplier: float, torchvision_name: str, params: int, top1: float, top5: float):
+    weights = [
+        PretrainedWeights(
+            "torchvision",
+            f"MNASNet{torchvision_name}_Weights.IMAGENET1K_V1",
+            "cnnzoo_mnasnet.mnasnet:from_torchvision_state_dict",
+        )
+    ]
+    if width_multiplier == 1.0:  # timm's mnasnet_100 is MnasNet-B1 at width 1.0
+        weights.append(
+            PretrainedWeights(
+                "timm", "mnasnet_100.rmsp_in1k", "cnnzoo_mnasnet.mnasnet:from_timm_state_dict"
+            )
+        )
     return ModelCard(
         paper=PAPER,
         authors=AUTHORS,
@@ -426,6 +451,7 @@ def _b1_card(width_multiplier: float, torchvision_name: str, params: int, top1: 
                 source=f"torchvision model zoo, mnasnet{torchvision_name} (not the paper)",
             ),
         ),
+        weights=tuple(weights),
         notes=B1_NOTES.format(tv=torchvision_name),
         extra={"width_multiplier": width_multiplier},
     )

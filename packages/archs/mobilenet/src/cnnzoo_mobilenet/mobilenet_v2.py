@@ -21,7 +21,14 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import (
+    ClassifierNet,
+    FeatureInfo,
+    ModelCard,
+    PretrainedWeights,
+    PublishedError,
+    variant,
+)
 from torch import nn
 
 
@@ -246,6 +253,7 @@ def _card(
     params_tolerance: float = 0.0,
     macs_tolerance: float = 0.0,
     notes: str = NOTES,
+    weights: tuple[PretrainedWeights, ...] = (),
 ) -> ModelCard:
     errors = ()
     if top1_accuracy is not None:
@@ -271,6 +279,7 @@ def _card(
         params_tolerance=params_tolerance,
         macs_tolerance=macs_tolerance,
         published_errors=errors,
+        weights=weights,
         notes=notes,
         extra={"width_multiplier": width_multiplier},
     )
@@ -288,6 +297,14 @@ def _card(
         notes=NOTES + " We count 3,504,872 parameters (3.5M) against Table 4's 3.4M, as do "
         "torchvision and timm for this very layout, and 300.8M multiply-adds against 300M "
         "(299.5M without the classifier): the paper's figures seem truncated, not rounded.",
+        weights=tuple(  # torchvision's mobilenet_v2, the same network
+            PretrainedWeights(
+                "torchvision",
+                f"MobileNet_V2_Weights.{version}",
+                "cnnzoo_mobilenet.mobilenet_v2:from_torchvision_state_dict",
+            )
+            for version in ("IMAGENET1K_V1", "IMAGENET1K_V2")
+        ),
     )
 )
 def mobilenet_v2(num_classes: int = 1000, in_chans: int = 3) -> MobileNetV2:

@@ -5,7 +5,7 @@ torchvision ships."""
 
 from __future__ import annotations
 
-from cnnzoo import ModelCard, PublishedError, variant
+from cnnzoo import ModelCard, PretrainedWeights, PublishedError, variant
 
 from cnnzoo_resnet.resnet import (
     BasicBlock,
@@ -73,6 +73,18 @@ def _torchvision(top1: float, top5: float) -> PublishedError:
     )
 
 
+def _torchvision_weights(depth: int, *versions: str) -> tuple[PretrainedWeights, ...]:
+    """torchvision's ImageNet weights of resnet{depth}: the same network as ours."""
+    return tuple(
+        PretrainedWeights(
+            "torchvision",
+            f"ResNet{depth}_Weights.{version}",
+            "cnnzoo_resnet.resnet:from_torchvision_state_dict",
+        )
+        for version in versions
+    )
+
+
 def _build(
     depth: int,
     num_classes: int,
@@ -99,6 +111,7 @@ OPTION_A_PARAMS = (
         params_source=TORCHVISION_PARAMS.format(depth=18),
         **_table_1_macs(18),
         published_errors=(_torchvision(30.24, 10.92),),
+        weights=_torchvision_weights(18, "IMAGENET1K_V1"),
         notes="Shortcut option B. The paper's only ResNet-18 error (Table 2, 27.88 top-1, "
         "10-crop) is of the option-A net: see resnet18_a. Identical to torchvision's "
         "resnet18, whose weights load through from_torchvision_state_dict.",
@@ -142,6 +155,7 @@ RESNET34_MACS_NOTE = (
             _multi_scale(21.84, 5.71, "Table 4: ResNet-34 B"),
             _torchvision(26.69, 8.58),
         ),
+        weights=_torchvision_weights(34, "IMAGENET1K_V1"),
         notes="Shortcut option B (§3.3). " + RESNET34_MACS_NOTE,
     )
 )
@@ -279,6 +293,7 @@ def _v1_5_card(depth: int, macs: float, top1: float, top5: float) -> ModelCard:
         published_macs=round(macs * 1e9),
         macs_source=f"torchvision's weights metadata: {macs} GFLOPS (multiply-adds)",
         published_errors=(_torchvision(top1, top5),),
+        weights=_torchvision_weights(depth, "IMAGENET1K_V1", "IMAGENET1K_V2"),
         notes=V1_5_NOTE.format(depth=depth),
     )
 

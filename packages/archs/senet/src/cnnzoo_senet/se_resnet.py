@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-from cnnzoo import ModelCard, PublishedError, variant
+from cnnzoo import ModelCard, PretrainedWeights, PublishedError, variant
 from cnnzoo_resnet import TABLE_1, BasicBlock, Bottleneck, ResNet, make_shortcut
 from cnnzoo_resnet.resnet import ShortcutOption, conv1x1
 from torch import nn
@@ -239,6 +239,7 @@ def _card(
     errors: tuple[PublishedError, ...] = (),
     gflops: float | None = None,
     notes: str = "",
+    timm_weights: str | None = None,
 ) -> ModelCard:
     macs = {}
     if gflops is not None:
@@ -248,6 +249,10 @@ def _card(
             "macs_tolerance": 0.005,
         }
         notes = (notes + " " + MACS_NOTE).strip()
+    weights = ()
+    if timm_weights:  # timm's legacy_se* weights of the same network
+        convert = "cnnzoo_senet.se_resnet:from_timm_state_dict"
+        weights = (PretrainedWeights("timm", timm_weights, convert),)
     return ModelCard(
         paper=PAPER,
         authors=AUTHORS,
@@ -259,6 +264,7 @@ def _card(
         params_source=params_source,
         published_errors=errors,
         recipe=None,
+        weights=weights,
         notes=notes,
         **macs,
     )
@@ -303,6 +309,7 @@ def se_resnet34(num_classes: int = 1000, in_chans: int = 3, reduction: int = RED
         "Table 5: SE-ResNet-50 with r = 16, 28.1M (§4: ~2.5M more than ResNet-50's ~25M)",
         (table_2(23.29, 6.62), release(22.37, 6.36)),
         gflops=3.87,
+        timm_weights="legacy_seresnet50.in1k",
     )
 )
 def se_resnet50(num_classes: int = 1000, in_chans: int = 3, reduction: int = REDUCTION) -> SEResNet:
@@ -316,6 +323,7 @@ def se_resnet50(num_classes: int = 1000, in_chans: int = 3, reduction: int = RED
         TIMM_PARAMS.format("seresnet101"),
         (table_2(22.38, 6.07), release(21.75, 5.72)),
         gflops=7.60,
+        timm_weights="legacy_seresnet101.in1k",
     )
 )
 def se_resnet101(
@@ -331,6 +339,7 @@ def se_resnet101(
         TIMM_PARAMS.format("seresnet152"),
         (table_2(21.57, 5.73), release(21.34, 5.54)),
         gflops=11.32,
+        timm_weights="legacy_seresnet152.in1k",
     )
 )
 def se_resnet152(
@@ -346,6 +355,7 @@ def se_resnet152(
         TIMM_PARAMS.format("seresnext50_32x4d"),
         (table_2(21.10, 5.49), release(20.97, 5.54)),
         gflops=4.25,
+        timm_weights="legacy_seresnext50_32x4d.in1k",
     )
 )
 def se_resnext50_32x4d(

@@ -17,7 +17,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import (
+    ClassifierNet,
+    FeatureInfo,
+    ModelCard,
+    PretrainedWeights,
+    PublishedError,
+    variant,
+)
 from torch import nn
 
 from cnnzoo_shufflenet.layers import ChannelShuffle, init_as_released
@@ -235,6 +242,7 @@ MACS_TOLERANCE = {0.5: 0.002, 1.0: 0.005, 1.5: 0.01, 2.0: 0.013}
 def _card(width: float) -> ModelCard:
     macs, params, top1 = TABLE_5_FIGURES[width]
     label = f"ShuffleNet v2 {width:g}×"
+    torchvision_width = f"{width:.1f}".replace(".", "_")  # 0.5 -> 0_5
     return ModelCard(
         paper=PAPER,
         authors=AUTHORS,
@@ -247,6 +255,13 @@ def _card(width: float) -> ModelCard:
         published_macs=macs,
         macs_source=f"Table 5: FLOPs, {width:g}× (counted as multiply-adds)",
         macs_tolerance=MACS_TOLERANCE[width],
+        weights=(  # torchvision's shufflenet_v2_x0_5 ... x2_0, the same networks
+            PretrainedWeights(
+                "torchvision",
+                f"ShuffleNet_V2_X{torchvision_width}_Weights.IMAGENET1K_V1",
+                "cnnzoo_shufflenet.shufflenet_v2:from_torchvision_state_dict",
+            ),
+        ),
         published_errors=(
             PublishedError(
                 "ILSVRC-2012 val", top1=top1, evaluation="single crop", source=f"Table 8: {label}"

@@ -13,9 +13,12 @@ import copy
 from collections import OrderedDict
 
 import torch
+from cnnzoo import InputShapeError
 from torch import nn
 
 from cnnzoo_vgg.vgg import VGG
+
+DENSE_MIN_SIZE = 7 * 32  # fc6's 7x7 window over pool5, five 2x poolings down
 
 
 def _as_conv(fc: nn.Linear, in_chans: int, kernel_size: int) -> nn.Conv2d:
@@ -47,6 +50,13 @@ class FullyConvolutionalVGG(nn.Module):
 
     def score_map(self, x: torch.Tensor) -> torch.Tensor:
         """(N, classes, h, w): 1x1 for a 224x224 image, one more per 32 pixels beyond."""
+        if min(x.shape[-2:]) < DENSE_MIN_SIZE:
+            raise InputShapeError(
+                f"VGG's fully convolutional form needs images of at least {DENSE_MIN_SIZE}x"
+                f"{DENSE_MIN_SIZE} (fc6 is a 7x7 convolution over pool5, a 32nd of the image); "
+                f"got {x.shape[-2]}x{x.shape[-1]}. Test at the paper's scales (the input size "
+                f"224 gives Q = 256), or on crops (test_crops: center)."
+            )
         return self.fc8(self.fc7(self.fc6(self.features(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import (
+    ClassifierNet,
+    FeatureInfo,
+    ModelCard,
+    PretrainedWeights,
+    PublishedError,
+    variant,
+)
 from torch import nn
 
 # Table 1, one tuple of layers per stage; a max pool closes every stage.
@@ -187,6 +194,13 @@ class VGG(ClassifierNet):
         x = self.fc7(self.fc6(self.avgpool(x).flatten(1)))
         return x if pre_logits else self.fc8(x)
 
+    def dense(self) -> nn.Module:
+        """The fully convolutional net of §3.2 (`cnnzoo_vgg.dense`) with this net's weights,
+        for the core's dense and multi-scale evaluation."""
+        from cnnzoo_vgg.dense import to_fully_convolutional  # dense.py builds on this module
+
+        return to_fully_convolutional(self)
+
     def reset_classifier(self, num_classes: int) -> None:
         self.num_classes = num_classes
         fc8 = nn.Linear(4096, num_classes).to(self.fc7.fc.weight.device)
@@ -302,6 +316,23 @@ PAPER_NOTES = (
 )
 
 
+# torchvision ships ImageNet weights for configurations A, B, D and E, with and without BN.
+TORCHVISION_WEIGHTS = {"A": "VGG11", "B": "VGG13", "D": "VGG16", "E": "VGG19"}
+
+
+def torchvision_weights(config: str, batch_norm: bool) -> tuple[PretrainedWeights, ...]:
+    if config not in TORCHVISION_WEIGHTS:
+        return ()
+    name = TORCHVISION_WEIGHTS[config] + ("_BN" if batch_norm else "")
+    return (
+        PretrainedWeights(
+            "torchvision",
+            f"{name}_Weights.IMAGENET1K_V1",
+            "cnnzoo_vgg.vgg:from_torchvision_state_dict",
+        ),
+    )
+
+
 def paper_card(
     config: str, params: int, errors: tuple[PublishedError, ...], notes: str = ""
 ) -> ModelCard:
@@ -316,6 +347,7 @@ def paper_card(
         params_source=f"Table 2: {params // 1_000_000} million (configuration {config})",
         published_errors=errors,
         min_input_size=MIN_INPUT_SIZE,
+        weights=torchvision_weights(config, batch_norm=False),
         notes=" ".join(part for part in (notes, PAPER_NOTES) if part),
     )
 
@@ -351,6 +383,7 @@ def bn_card(name: str, config: str) -> ModelCard:
             ),
         ),
         min_input_size=MIN_INPUT_SIZE,
+        weights=torchvision_weights(config, batch_norm=True),
         notes=f"Modern variant, not in the paper: configuration {config} with BatchNorm "
         "(Ioffe and Szegedy 2015) after every convolution, as torchvision's "
         f"{name}, with torchvision's initialisation (Kaiming normal, fan-out); its weights "

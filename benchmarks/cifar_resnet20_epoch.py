@@ -1,0 +1,232 @@
+"""ResNet-20 training steps on CIFAR-10: cnnzoo's trainer, with and without the fast path,
+against a plain PyTorch loop.
+
+Three runs do the same training work, one after the other in one process:
+
+    cnnzoo            lightning Trainer + ImageClassifier("resnet20") + CIFAR10DataModule,
+                      the default path: per-image crops and flips on the loader's workers
+    cnnzoo-on-device  the same with `CIFAR10DataModule(on_device=True)`: the images held on
+                      the device, each batch gathered, cropped and flipped there
+    plain             a hand-written loop over the same training images held on the device,
+                      the same batched crops and flips (`cnnzoo_data.device_augment`), the
+                      same normalisation, model, loss and optimiser: cnnzoo-on-device / plain
+                      is the trainer's overhead
+
+Each builds `resnet20` (`cnnzoo.create_model`) from the same seed, with the recipe's SGD
+(lr 0.1, momentum 0.9, weight decay 1e-4, through `cnnzoo.optim.build_optimizer`), batches
+of 128, ResNet §4.2's augmentation; the cnnzoo runs leave out loggers, checkpoints and
+validation (the plain loop has none). Each fit or loop runs `--steps` steps; the first
+`--skip` steps of each (loader start-up, first kernels) are left out of the timing, which
+ends after a device synchronisation. Each run has a warm-up fit first (torch.compile's
+compilation, the copy of the images to the device), and the rounds alternate their order;
+the medians are reported as images/s with each run's ratio to the plain loop.
+
+    uv run python benchmarks/cifar_resnet20_epoch.py --device cuda --steps 200 \
+        --channels-last --bf16 --compile --json benchmarks/results/cifar_resnet20_epoch_cuda.json
+    uv run python benchmarks/cifar_resnet20_epoch.py --device cpu --steps 8 --skip 2 \
+        --batch-size 32 --rounds 1   # a CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from cnnzoo import ImageClassifier, create_model
+from cnnzoo.optim import OptimizerSpec, build_optimizer
+from cnnzoo_data import CIFAR10DataModule
+from cnnzoo_data.device_augment import draw_crop_flips, gather_crops
+from lenet_mnist_epoch import TRAINER_SETTINGS  # what the plain loop does not do either
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARCH = "resnet20"
+SEED = 0
+# resnet20_cifar10's optimiser (ResNet §4.2).
+OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
+PADDING = 4  # ResNet §4.2: "4 pixels are padded on each side"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(L.Callback):
+    """Wall time from the start of step `skip` to the end of training, synchronised."""
+
+    def __init__(self, skip: int) -> None:
+        self.skip = skip
+        self.start = self.end = 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.skip:
+            _sync(module.device)
+            self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, module) -> None:
+        _sync(module.device)
+        self.end = time.perf_counter()
+
+
+def data_module(args: argparse.Namespace, on_device: bool) -> CIFAR10DataModule:
+    dm = CIFAR10DataModule(
+        root=args.root, batch_size=args.batch_size, seed=SEED, on_device=on_device
+    )
+    dm.setup("fit")
+    return dm
+
+
+def cnnzoo_run(args: argparse.Namespace, on_device: bool) -> Callable[[int], float]:
+    """A run of the cnnzoo trainer; the module (and its compiled forward) kept across fits."""
+    dm = data_module(args, on_device)
+    torch.manual_seed(SEED)
+    module = ImageClassifier(
+        ARCH,
+        optimizer=OPTIMIZER,
+        channels_last=args.channels_last,
+        compile=args.compile,
+    )
+    device = torch.device(args.device)
+
+    def run(steps: int) -> float:
+        timer = StepTimer(args.skip)
+        trainer = L.Trainer(
+            accelerator=device.type,
+            devices=1,
+            max_epochs=-1,
+            max_steps=steps,
+            precision="bf16-mixed" if args.bf16 else "32-true",
+            callbacks=[timer],
+            **TRAINER_SETTINGS,
+        )
+        trainer.fit(module, datamodule=dm)
+        if trainer.global_step != steps:
+            raise RuntimeError(f"cnnzoo ran {trainer.global_step} steps, not {steps}.")
+        return timer.end - timer.start
+
+    return run
+
+
+def plain_run(args: argparse.Namespace) -> Callable[[int], float]:
+    """The plain loop: images on the device, batched crops and flips, one SGD step a batch."""
+    device = torch.device(args.device)
+    dm = data_module(args, on_device=True)  # only for its training images and normalisation
+    images, labels = dm.train_set.on(device)
+    normalize = dm.normalize.to(device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    torch.manual_seed(SEED)
+    model = create_model(ARCH).to(device, memory_format=memory_format)
+    forward = torch.compile(model) if args.compile else model
+    optimizer = build_optimizer(model, OPTIMIZER)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    )
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SEED)).to(device)
+
+    def run(steps: int) -> float:
+        model.train()
+        start = 0.0
+        for step in range(steps):
+            if step == args.skip:
+                _sync(device)
+                start = time.perf_counter()
+            first = step * args.batch_size % (len(order) - args.batch_size)
+            indices = order[first : first + args.batch_size]
+            crops = draw_crop_flips(indices, PADDING, SEED, epoch=0)
+            x = normalize(gather_crops(images, indices, PADDING, crops), train=True)
+            x = x.contiguous(memory_format=memory_format)
+            with autocast:
+                loss = F.cross_entropy(forward(x), labels[indices])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--root",
+        default=str(REPO_ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"),
+        help="CIFAR-10 as CIFAR10DataModule reads it (default: ../shared/data's JPEG copy)",
+    )
+    parser.add_argument("--steps", type=int, default=200, help="steps of each fit or loop")
+    parser.add_argument("--skip", type=int, default=10, help="first steps left out of the timing")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (bf16-mixed)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    if not 0 <= args.skip < args.steps:
+        parser.error("--skip must be at least 0 and below --steps")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    device = torch.device(args.device)
+    load_before = os.getloadavg()
+    runs: dict[str, Callable[[int], float]] = {
+        "cnnzoo": cnnzoo_run(args, on_device=False),
+        "cnnzoo-on-device": cnnzoo_run(args, on_device=True),
+        "plain": plain_run(args),
+    }
+    for run in runs.values():  # warm-up: compilation, the copy to the device, kernels chosen
+        run(args.steps)
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for round_index in range(args.rounds):
+        order = list(runs) if round_index % 2 == 0 else list(reversed(runs))
+        for name in order:
+            seconds[name].append(runs[name](args.steps))
+    timed_images = (args.steps - args.skip) * args.batch_size
+    rates = {name: timed_images / statistics.median(times) for name, times in seconds.items()}
+    ratios = {f"{name}/plain": rates[name] / rates["plain"] for name in runs}
+    report: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "settings": vars(args) | {"json": str(args.json) if args.json else None},
+        "load_average_before": load_before,
+        "seconds": seconds,
+        "images_per_s": {name: round(rate, 1) for name, rate in rates.items()},
+        "ratios": {key: round(ratio, 3) for key, ratio in ratios.items()},
+    }
+    print(f"ResNet-20 on CIFAR-10, {device_name(device)}: {args.steps} steps of {args.batch_size}")
+    for name, rate in rates.items():
+        print(f"{name:18s} {rate:10.1f} img/s   {ratios[f'{name}/plain']:.3f} of plain")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
