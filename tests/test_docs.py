@@ -1,5 +1,6 @@
-"""The docs stay true: the models page is generated from the model cards, and the
-robustness page lists every bad-input test with their count."""
+"""The docs stay true: the models page is generated from the model cards, the results page
+from the reproduction rows, and the robustness page lists every bad-input test with their
+count."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import re
 from pathlib import Path
 
 from cnnzoo import list_models
+from cnnzoo_classify import report
 from cnnzoo_classify.models_table import DOCS_COMMAND, docs_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 ROBUSTNESS = DOCS.with_name("robustness.md")
+RESULTS = DOCS.with_name("results.md")
 
 
 def _marks_bad_input(node: ast.expr) -> bool:
@@ -44,6 +47,16 @@ def test_models_page_is_generated_from_the_cards():
     assert DOCS.read_text() == docs_page(), (
         f"docs/models.md is stale: the model cards changed. Regenerate it with `{DOCS_COMMAND}`."
     )
+
+
+def test_results_page_is_rendered_from_the_reproduction_rows():
+    rows = report.read_rows(DOCS.parent / "results" / "reproductions.jsonl")
+    assert rows, "docs/results/reproductions.jsonl has no rows"
+    assert RESULTS.read_text() == report.page(rows, "images/results"), (
+        f"docs/results.md is stale. Regenerate it with `{report.DOCS_COMMAND}`."
+    )
+    for picture in ("error_vs_params.png", "curves.png"):
+        assert (DOCS.parent / "images" / "results" / picture).is_file()
 
 
 def test_models_page_lists_every_model_with_its_figures():

@@ -112,6 +112,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     for number, row in enumerate(rows, start=1):
@@ -121,6 +122,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     axes.set_xlabel("epoch")
     axes.set_ylabel("validation top-1 error (%)")
     axes.set_yscale("log")
+    # Errors read as plain percentages (1, 2, 5), not as powers of ten.
+    axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.legend(fontsize=7)
     axes.grid(alpha=0.3, which="both")
     figure.tight_layout()
