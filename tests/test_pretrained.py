@@ -19,6 +19,7 @@ import timm
 import torch
 import torchvision
 from cnnzoo.pretrained import PretrainedWeightsError, hub_checkpoint_dir
+from test_resnet import randomise_batchnorm_  # BN statistics away from 0 and 1
 from torch import nn
 from torch.nn import functional as F
 
@@ -52,18 +53,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     assert folder == tmp_path / "torch" / "hub" / "checkpoints"  # torch hub reads TORCH_HOME
     folder.mkdir(parents=True)
     return folder
-
-
-def randomise_batchnorm_(model: nn.Module) -> nn.Module:
-    """BN statistics away from 0 and 1, so that a swapped or skipped tensor shows."""
-    torch.manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-            nn.init.normal_(module.bias, std=0.1)
-            nn.init.normal_(module.running_mean, std=0.1)
-            nn.init.uniform_(module.running_var, 0.5, 2.0)
-    return model.eval()
 
 
 def photo(size: int, mean, std, grey: bool = False) -> torch.Tensor:
