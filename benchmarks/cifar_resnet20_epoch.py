@@ -19,7 +19,10 @@ validation (the plain loop has none). Each fit or loop runs `--steps` steps; the
 `--skip` steps of each (loader start-up, first kernels) are left out of the timing, which
 ends after a device synchronisation. Each run has a warm-up fit first (torch.compile's
 compilation, the copy of the images to the device), and the rounds alternate their order;
-the medians are reported as images/s with each run's ratio to the plain loop.
+the medians are reported as images/s with each run's ratio to the plain loop, and as model
+FLOP/s: the convolutions' and classifier's FLOPs of a training step (forward and backward, by
+torch's FLOP counter) per second, against the device's dense bf16 peak from its maker's spec
+sheet (`--peak-tflops` for another device): how close to the GPU's peak the CIFAR path runs.
 
     uv run python benchmarks/cifar_resnet20_epoch.py --device cuda --steps 200 \
         --channels-last --bf16 --compile --json benchmarks/results/cifar_resnet20_epoch_cuda.json
@@ -51,6 +54,7 @@ from cnnzoo.optim import OptimizerSpec, build_optimizer
 from cnnzoo_data import CIFAR10DataModule
 from cnnzoo_data.device_augment import draw_crop_flips, gather_crops
 from lenet_mnist_epoch import TRAINER_SETTINGS  # what the plain loop does not do either
+from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARCH = "resnet20"
@@ -58,6 +62,9 @@ SEED = 0
 # resnet20_cifar10's optimiser (ResNet §4.2).
 OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
 PADDING = 4  # ResNet §4.2: "4 pixels are padded on each side"
+# Dense (not 2:4 sparse) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's spec sheets; the first
+# name found in the device's name is taken.
+BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
 
 
 def _sync(device: torch.device) -> None:
@@ -160,6 +167,24 @@ def plain_run(args: argparse.Namespace) -> Callable[[int], float]:
     return run
 
 
+def training_flops_per_image() -> float:
+    """FLOPs of one image's training step, forward and backward: the convolutions and the
+    classifier, as torch's FLOP counter counts them (normalisation and activations are
+    memory-bound and left out, as model-FLOPs utilisation does)."""
+    model = create_model(ARCH)
+    batch = 2  # batch-norm needs more than one image
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(batch, 3, 32, 32)).sum().backward()
+    return counter.get_total_flops() / batch
+
+
+def peak_tflops(device: torch.device, given: float | None) -> float | None:
+    if given is not None or device.type != "cuda":
+        return given
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -181,6 +206,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (bf16-mixed)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="the device's peak TFLOP/s to compare with (default: the spec sheet's dense bf16 "
+        "peak for the GPUs in BF16_PEAK_TFLOPS; none on CPU)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     if not 0 <= args.skip < args.steps:
@@ -209,6 +240,9 @@ def main() -> None:
     timed_images = (args.steps - args.skip) * args.batch_size
     rates = {name: timed_images / statistics.median(times) for name, times in seconds.items()}
     ratios = {f"{name}/plain": rates[name] / rates["plain"] for name in runs}
+    flops = training_flops_per_image()
+    tflops = {name: rate * flops / 1e12 for name, rate in rates.items()}
+    peak = peak_tflops(device, args.peak_tflops)
     report: dict[str, Any] = {
         "date": datetime.date.today().isoformat(),
         "device": device_name(device),
@@ -219,10 +253,18 @@ def main() -> None:
         "seconds": seconds,
         "images_per_s": {name: round(rate, 1) for name, rate in rates.items()},
         "ratios": {key: round(ratio, 3) for key, ratio in ratios.items()},
+        "training_gflops_per_image": round(flops / 1e9, 4),
+        "model_tflops_per_s": {name: round(t, 3) for name, t in tflops.items()},
+        "peak_tflops": peak,
+        "of_peak": {name: round(t / peak, 5) for name, t in tflops.items()} if peak else None,
     }
     print(f"ResNet-20 on CIFAR-10, {device_name(device)}: {args.steps} steps of {args.batch_size}")
     for name, rate in rates.items():
-        print(f"{name:18s} {rate:10.1f} img/s   {ratios[f'{name}/plain']:.3f} of plain")
+        of_peak = f"   {100 * tflops[name] / peak:.2f}% of {peak:g} TFLOP/s" if peak else ""
+        print(
+            f"{name:18s} {rate:10.1f} img/s   {ratios[f'{name}/plain']:.3f} of plain   "
+            f"{tflops[name]:.3f} model TFLOP/s{of_peak}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

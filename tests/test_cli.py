@@ -12,6 +12,7 @@ import torch
 import yaml
 from cnnzoo import CnnzooError, ModelNotFoundError
 from cnnzoo.recipes import list_recipes
+from cnnzoo.sittings import SITTING_ENDED
 from cnnzoo_classify.cli import main
 from conftest import run_cnnzoo
 
@@ -173,6 +174,23 @@ def test_ckpt_path_resumes_a_run_exactly(fitted, tmp_path):
     assert resumed.keys() == straight.keys()
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
     assert not all(torch.equal(resumed[k], after_one_epoch[k]) for k in resumed)
+
+
+def test_a_sitting_limit_ends_fit_at_an_epoch_end_with_status_75_and_no_test(fitted, tmp_path):
+    root = tmp_path / "runs"
+    common = [f"--trainer.default_root_dir={root}", "--sitting_minutes=1e-4", *QUICK]
+    assert run_cnnzoo(["fit", "--trainer.max_epochs=2", *common], tmp_path) == SITTING_ENDED
+    last = root / "lenet5" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+    logged = read_metrics(root / "lenet5" / "version_0")
+    assert not [row for row in logged if row.get("test/top1_error")]  # tested at the end only
+    resume = ["fit", "--trainer.max_epochs=2", "--ckpt_path=last", *common]
+    assert run_cnnzoo(resume, tmp_path) == 0  # the last epoch always runs to the end
+    resumed = weights(last)
+    straight = weights(fitted / "lenet5" / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    logged = read_metrics(root / "lenet5" / "version_0")
+    assert [row["epoch"] for row in logged if row.get("test/top1_error")] == ["2"]
 
 
 def test_predict_needs_only_the_checkpoint(tmp_path):

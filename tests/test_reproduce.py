@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from cnnzoo import CnnzooError, model_card
+from cnnzoo.sittings import SITTING_ENDED, saved_clock
 from cnnzoo_classify import report
 from cnnzoo_classify.reproduce import paper_error, recipe_for
 from conftest import run_cnnzoo
@@ -96,6 +98,36 @@ def test_the_report_renders_the_rows_and_their_pictures(reproduced, capsys):
     for picture in ("error_vs_params.png", "curves.png"):
         assert f"images/results/{picture}" in text
         assert (page.parent / "images" / "results" / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_reproduction_in_two_sittings_writes_the_same_row_as_one_straight_run(
+    reproduced, tmp_path
+):
+    """A sitting's time limit ends the run after an epoch (exit 75, no row); the same command
+    with --ckpt_path last goes on in the same CSV log and W&B run, and the row it writes has
+    the straight run's errors and curves and the time of both sittings."""
+    straight_cwd, args = reproduced
+    (straight,) = rows(straight_cwd)
+    sitting = [*args[:-1], f"--results={tmp_path / 'results.jsonl'}", "--sitting_minutes=1e-4"]
+    assert run_cnnzoo(sitting, tmp_path) == SITTING_ENDED  # another epoch would not fit
+    assert not (tmp_path / "results.jsonl").exists()
+    last = tmp_path / "runs" / "lenet5" / "checkpoints" / "last.ckpt"
+    first = saved_clock(last)
+    assert first["sittings"] == 1 and first["log_versions"]["csv"] == 0
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+
+    assert run_cnnzoo([*sitting, "--ckpt_path=last"], tmp_path) == 0  # the last epoch: done
+    (row,) = rows(tmp_path)
+    assert row["sittings"] == 2 and (row["epochs"], row["steps"]) == (2, 40)
+    assert row["top1_error"] == pytest.approx(straight["top1_error"], abs=1e-6)
+    assert row["curves"] == straight["curves"]
+    assert row["wall_time_s"] > first["wall_time_s"]
+    assert "--ckpt_path" not in row["command"]  # the row is made again in one straight run
+    runs = tmp_path / "runs"
+    assert [d.name for d in (runs / "lenet5").glob("version_*")] == ["version_0"]
+    wandb_runs = list((runs / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2
+    assert {d.name.rsplit("-", 1)[-1] for d in wandb_runs} == {row["wandb_run_id"]}
 
 
 def test_the_papers_row_is_the_one_for_the_same_dataset():

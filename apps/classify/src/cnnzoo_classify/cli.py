@@ -22,6 +22,7 @@ from typing import Literal
 from cnnzoo import ImageClassifier, InputShapeError, model_card
 from cnnzoo.checkpoint import check_checkpoint_file
 from cnnzoo.recipes import find_recipe, list_recipes
+from cnnzoo.sittings import SITTING_ENDED, RunClock, saved_clock
 from cnnzoo_data import ClassificationDataModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -36,7 +37,7 @@ TRAINER_DEFAULTS = {
     # Checkpoints written atomically: a kill during the write leaves the previous one whole.
     "trainer.plugins": [{"class_path": "cnnzoo.checkpoint.AtomicCheckpointIO"}],
     "trainer.logger": [
-        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": RUNS}},
+        {"class_path": "cnnzoo.loggers.CSVLogger", "init_args": {"save_dir": RUNS}},
         {"class_path": "cnnzoo.loggers.WandbLogger", "init_args": {"save_dir": RUNS}},
     ],
     "trainer.callbacks": [
@@ -57,6 +58,8 @@ TRAINER_DEFAULTS = {
             "init_args": {"every_n_train_steps": LAST_EVERY_N_STEPS},
         },
         {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"},
+        # The run's clock and log names in its checkpoints: a resumed run goes on with both.
+        {"class_path": "cnnzoo.sittings.RunClock"},
         {"class_path": "cnnzoo.callbacks.PredictionGallery"},
         {"class_path": "cnnzoo.callbacks.PredictionWriter"},
     ],
@@ -112,6 +115,13 @@ class CnnzooCLI(LightningCLI):
         )
         parser.add_class_arguments(WandbOptions, "wandb")
         parser.add_argument(
+            "--sitting_minutes",
+            type=float | None,
+            default=None,
+            help="end this sitting at the last epoch end within this many minutes (a job's "
+            "time limit); the run goes on with --ckpt_path last, on the same clock and logs",
+        )
+        parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int,
             default=LAST_EVERY_N_STEPS,
@@ -142,6 +152,7 @@ class CnnzooCLI(LightningCLI):
                 f"--data.image_size is {data_args.image_size}. Leave it out to use the paper's."
             )
         self._apply_wandb_options(config)
+        resumed = self._resumed_log_versions(config, arch)
         for logger in config.trainer.logger or []:
             if isinstance(logger, dict) or not hasattr(logger, "init_args"):
                 continue
@@ -149,13 +160,37 @@ class CnnzooCLI(LightningCLI):
                 logger.init_args.name = arch
             if logger.init_args.get("save_dir") == RUNS:  # follow --trainer.default_root_dir
                 logger.init_args.save_dir = config.trainer.default_root_dir
+            if logger.class_path.endswith("CSVLogger") and "csv" in resumed:
+                logger.init_args.version = resumed["csv"]
+            if logger.class_path.endswith("WandbLogger") and "wandb" in resumed:
+                logger.init_args.id = resumed["wandb"]
         for callback in config.trainer.callbacks or []:
             class_path = getattr(callback, "class_path", "")
             is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
             if class_path.endswith("LastCheckpoint"):
                 callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
+            if class_path.endswith("RunClock") and config.get("sitting_minutes") is not None:
+                callback.init_args.sitting_minutes = config.sitting_minutes
             if is_checkpoint and callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+
+    def _resumed_log_versions(self, config, arch: str) -> dict:
+        """The CSV log version and W&B run id of the run that `fit --ckpt_path` resumes, so
+        that its curves go on in the same log and the same W&B run."""
+        path = config.get("ckpt_path") if self.subcommand == "fit" else None
+        if path == "last":  # where LastCheckpoint writes it (by default the dirpath set below)
+            folders = [
+                callback.init_args.get("dirpath")
+                for callback in config.trainer.callbacks or []
+                if getattr(callback, "class_path", "").endswith("LastCheckpoint")
+            ]
+            folder = next(filter(None, folders), None)
+            folder = folder or f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+            path = f"{folder}/last.ckpt"
+        if not path or path in ("best", "hpc", "registry"):
+            return {}
+        saved = saved_clock(path)
+        return dict(saved.get("log_versions") or {}) if saved else {}
 
     @staticmethod
     def _apply_wandb_options(config) -> None:
@@ -177,6 +212,9 @@ class CnnzooCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True) or self.trainer.interrupted:
             return
+        clock = run_clock(self.trainer)
+        if clock is not None and clock.stopped_for_time:  # tested when the last sitting ends
+            return
         checkpoint = self.trainer.checkpoint_callback
         which = self.config.fit.get("test_ckpt", "best")
         if checkpoint is None:
@@ -184,6 +222,10 @@ class CnnzooCLI(LightningCLI):
         else:
             path = checkpoint.best_model_path if which == "best" else checkpoint.last_model_path
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+
+
+def run_clock(trainer) -> RunClock | None:
+    return next((cb for cb in trainer.callbacks if isinstance(cb, RunClock)), None)
 
 
 def _expand_recipe_names(argv: list[str]) -> list[str]:
@@ -228,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         from cnnzoo_classify import report, reproduce
 
         return (reproduce if argv[0] == "reproduce" else report).main(argv[1:])
-    make_cli(argv)
-    return 0
+    cli = make_cli(argv)
+    clock = run_clock(cli.trainer) if cli.subcommand == "fit" else None
+    return SITTING_ENDED if clock is not None and clock.stopped_for_time else 0
 
 
 def make_cli(argv: list[str]) -> CnnzooCLI:

@@ -50,9 +50,10 @@ def _params(count: int | None) -> str:
     return "—" if count is None else f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count:,}"
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float, sittings: int = 1) -> str:
     minutes = seconds / 60
-    return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    took = f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return took if sittings == 1 else f"{took} in {sittings} sittings"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -65,9 +66,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     for number, row in enumerate(rows, start=1):
         top1 = f"**{_error(row['top1_error'])}** ({_error(row.get('paper_top1_error'))})"
         top5 = f"{_error(row.get('top5_error'))} ({_error(row.get('paper_top5_error'))})"
+        took = _duration(row["wall_time_s"], row.get("sittings", 1))
         lines.append(
             f"| {number} | {row['model']} | {row['dataset']} | {top1} | {top5} "
-            f"| {_params(row.get('params'))} | {row['epochs']} | {_duration(row['wall_time_s'])} "
+            f"| {_params(row.get('params'))} | {row['epochs']} | {took} "
             f"| {row['device']} | {row.get('git_commit') or '—'} "
             f"| {row.get('wandb_run_id') or '—'} |"
         )

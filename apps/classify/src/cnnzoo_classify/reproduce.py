@@ -34,8 +34,13 @@ from cnnzoo.card import ModelCard, PublishedError
 from cnnzoo.complexity import count_params
 from cnnzoo.loggers import WandbLogger
 from cnnzoo.recipes import find_recipe, list_recipes
+from cnnzoo.sittings import SITTING_ENDED
 
 RESULTS = "runs/reproductions.jsonl"
+
+
+class SittingEnded(CnnzooError):
+    """The run stopped at its sitting's time limit: resume it for the row."""
 
 
 # ImageNet is read from a folder tree; papers call its validation set ILSVRC-2012.
@@ -100,7 +105,8 @@ def hardware() -> dict[str, Any]:
 
 def git_commit() -> str | None:
     """The commit of the cnnzoo code that ran (a source checkout's HEAD, "+dirty" with
-    uncommitted changes); None for an installed wheel."""
+    uncommitted changes); for installed wheels, CNNZOO_GIT_COMMIT where the installer set it
+    to the commit they were built from (benchmarks/device does), else None."""
     here = Path(__file__).parent
 
     def git(*args: str) -> str:
@@ -112,19 +118,20 @@ def git_commit() -> str | None:
         head = git("rev-parse", "--short=12", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
-        return None
+        return os.environ.get("CNNZOO_GIT_COMMIT")
     return f"{head}+dirty" if dirty else head
 
 
 def curves(metrics_csv: Path) -> dict[str, list[float]]:
-    """Per-epoch validation top-1 error (percent) and mean training loss, from the CSV log."""
+    """Per-epoch validation top-1 error (percent) and mean training loss, from the CSV log
+    (one log over all sittings: a resumed run appends to it)."""
     by_epoch: dict[int, dict[str, float]] = {}
     with open(metrics_csv, newline="") as file:
         for row in csv.DictReader(file):
             epoch = by_epoch.setdefault(int(row["epoch"] or -1), {})
             for key in ("val/top1_error", "train/loss_epoch"):
-                if row.get(key):
-                    epoch.setdefault(key, float(row[key]))
+                if row.get(key):  # the last wins: an epoch redone after a resume
+                    epoch[key] = float(row[key])
     epochs = sorted(e for e, values in by_epoch.items() if e >= 0 and "val/top1_error" in values)
     return {
         "epoch": [e + 1 for e in epochs],
@@ -141,22 +148,27 @@ def _percent(value: Any) -> float | None:
     return None if value is None else round(100 * float(value), 4)
 
 
-def _without_note(argv: list[str]) -> list[str]:
-    """The arguments that make the row again: all but `--note` (kept in the row apart)."""
+# Not part of what makes the row again: the note is kept in the row apart, and a sitting's
+# resume is how the run was cut, not what it ran.
+_SITTING_OPTIONS = ("--note", "--ckpt_path")
+
+
+def _remade_by(argv: list[str]) -> list[str]:
+    """The arguments that make the row again: all but `_SITTING_OPTIONS`."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--note":
+        elif arg in _SITTING_OPTIONS:
             skip = True
-        elif not arg.startswith("--note="):
+        elif not arg.startswith(tuple(f"{option}=" for option in _SITTING_OPTIONS)):
             kept.append(arg)
     return kept
 
 
 def reproduce(argv: list[str]) -> dict[str, Any]:
     """Run the recipe through `cnnzoo fit` (which tests after fitting) and return the row."""
-    from cnnzoo_classify.cli import make_cli
+    from cnnzoo_classify.cli import make_cli, run_clock
 
     parser = argparse.ArgumentParser(
         prog="cnnzoo reproduce",
@@ -183,10 +195,21 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
     commit = git_commit()  # before the run: the code that trains, whatever changes meanwhile
     start = time.perf_counter()
     cli = make_cli(["fit", "--config", str(recipe), *fit_args, "--test_after_fit=true"])
-    wall_time = time.perf_counter() - start
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    clock = run_clock(trainer)
+    # The earlier sittings' time, as their checkpoints recorded it, and all of this one's.
+    wall_time = (clock.earlier_s if clock else 0.0) + time.perf_counter() - start
     if trainer.interrupted:
-        raise CnnzooError("the run was interrupted: no row written (resume it with cnnzoo fit).")
+        raise CnnzooError(
+            "the run was interrupted: no row written. Run the same command with "
+            "--ckpt_path last to go on from its last checkpoint."
+        )
+    if clock is not None and clock.stopped_for_time:
+        raise SittingEnded(
+            f"this sitting ended at epoch {trainer.current_epoch} (step {trainer.global_step}) "
+            f"with the schedule unfinished: no row yet. Run the same command with --ckpt_path "
+            f"last to go on; the row is written when the last sitting ends."
+        )
     tested = trainer.callback_metrics
     if "test/top1_error" not in tested:
         raise CnnzooError("the run ended without a test result: no row written.")
@@ -213,11 +236,12 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "wall_time_s": round(wall_time, 1),
+        "sittings": clock.sittings if clock else 1,
         **hardware(),
         "git_commit": commit,
         "wandb_run_id": wandb_logger.experiment.id if wandb_logger else None,
         "date": datetime.date.today().isoformat(),
-        "command": shlex.join(["cnnzoo", "reproduce", *_without_note(argv)]),
+        "command": shlex.join(["cnnzoo", "reproduce", *_remade_by(argv)]),
         "note": options.note,
         "curves": curves(Path(csv_logger.log_dir) / "metrics.csv") if csv_logger else {},
     }
@@ -231,7 +255,11 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    row = reproduce(argv)
+    try:
+        row = reproduce(argv)
+    except SittingEnded as ended:
+        print(ended)
+        return SITTING_ENDED
     paper = row["paper_top1_error"]
     print(
         f"{row['model']} on {row['dataset']}: top-1 error {row['top1_error']:.2f}% "

@@ -75,11 +75,14 @@ def check_checkpoint_file(path: _PATH) -> None:
         )
 
 
-def load_checkpoint_file(path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None):
-    """`torch.load` of a checkpoint, with a clear error for a missing or damaged file."""
+def load_checkpoint_file(
+    path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None, mmap: bool = False
+):
+    """`torch.load` of a checkpoint, with a clear error for a missing or damaged file
+    (`mmap`: tensors mapped, not read, for a look at the rest)."""
     check_checkpoint_file(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=mmap)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         raise CheckpointError(
             f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}). It is "

@@ -1,4 +1,5 @@
-"""Weights & Biases logging that never reaches for the network unless the user is logged in.
+"""Weights & Biases logging that never reaches for the network unless the user is logged in,
+and a CSV log that a resumed run continues.
 
 Checkpoints go to W&B as model artifacts that carry the model card, and results as tables;
 offline, both are written into the run's folder and upload with `wandb sync`.
@@ -6,6 +7,7 @@ offline, both are written into the run's folder and upload with `wandb sync`.
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from collections.abc import Mapping, Sequence
@@ -15,7 +17,10 @@ from urllib.parse import urlparse
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers.utilities import _scan_checkpoints
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -113,3 +118,26 @@ def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {
         key: section[key] for key in ("arch", "card", "pretrained", "versions") if key in section
     } | {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
+
+
+class _ContinuedWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that a log that exists is continued: Lightning's deletes
+    its metrics.csv, which would cut a resumed run's curves in two."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSVLogger whose log, given the version of an existing one (as a resumed
+    run is, by `cnnzoo.sittings.RunClock`), goes on where it ended."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuedWriter(log_dir=self.log_dir)
+        return self._experiment
