@@ -176,6 +176,7 @@ def test_ckpt_path_resumes_a_run_exactly(fitted, tmp_path):
     assert not all(torch.equal(resumed[k], after_one_epoch[k]) for k in resumed)
 
 
+@pytest.mark.bad_input
 def test_a_sitting_limit_ends_fit_at_an_epoch_end_with_status_75_and_no_test(fitted, tmp_path):
     root = tmp_path / "runs"
     common = [f"--trainer.default_root_dir={root}", "--sitting_minutes=1e-4", *QUICK]

@@ -100,6 +100,7 @@ def test_the_report_renders_the_rows_and_their_pictures(reproduced, capsys):
         assert (page.parent / "images" / "results" / picture).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.bad_input
 def test_a_reproduction_in_two_sittings_writes_the_same_row_as_one_straight_run(
     reproduced, tmp_path
 ):
