@@ -194,6 +194,13 @@ def test_a_sitting_limit_ends_fit_at_an_epoch_end_with_status_75_and_no_test(fit
     assert [row["epoch"] for row in logged if row.get("test/top1_error")] == ["2"]
 
 
+def test_a_sitting_limit_holds_when_the_callbacks_are_replaced(tmp_path):
+    replaced = '[{"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}]'
+    args = ["fit", "--trainer.max_epochs=2", f"--trainer.callbacks={replaced}", *QUICK]
+    args += [f"--trainer.default_root_dir={tmp_path / 'runs'}", "--sitting_minutes=1e-4"]
+    assert run_cnnzoo(args, tmp_path) == SITTING_ENDED
+
+
 def test_predict_needs_only_the_checkpoint(tmp_path):
     """The model comes from the checkpoint (here not the default arch), the predictions go to
     predictions.csv: one row per test digit, its label and the top-5 classes."""

@@ -24,6 +24,7 @@ from cnnzoo.checkpoint import check_checkpoint_file
 from cnnzoo.recipes import find_recipe, list_recipes
 from cnnzoo.sittings import SITTING_ENDED, RunClock, saved_clock
 from cnnzoo_data import ClassificationDataModule
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 RUNS = "runs"
@@ -173,6 +174,15 @@ class CnnzooCLI(LightningCLI):
                 callback.init_args.sitting_minutes = config.sitting_minutes
             if is_checkpoint and callback.init_args.get("dirpath") is None:
                 callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+        clocks = [
+            cb
+            for cb in config.trainer.callbacks or []
+            if getattr(cb, "class_path", "").endswith("RunClock")
+        ]
+        if config.get("sitting_minutes") is not None and not clocks:  # callbacks replaced
+            clock = Namespace(class_path="cnnzoo.sittings.RunClock")
+            clock.init_args = Namespace(sitting_minutes=config.sitting_minutes)
+            config.trainer.callbacks = [*(config.trainer.callbacks or []), clock]
 
     def _resumed_log_versions(self, config, arch: str) -> dict:
         """The CSV log version and W&B run id of the run that `fit --ckpt_path` resumes, so
