@@ -122,6 +122,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_metrics(tmp_path
     straight_errors = last_val_errors(tmp_path / "straight" / "lenet5" / "version_0")
     assert last_val_errors(root / "lenet5" / "version_0") == straight_errors
     assert len(straight_errors) == 2
+    # A killed run's W&B service may still hold its run id: the resumed run takes its own.
+    wandb_ids = {d.name.rsplit("-", 1)[-1] for d in (root / "wandb").glob("offline-run-*")}
+    assert len(wandb_ids) == 2
 
 
 class Interrupt(L.Callback):

@@ -22,7 +22,7 @@ from typing import Literal
 from cnnzoo import ImageClassifier, InputShapeError, model_card
 from cnnzoo.checkpoint import check_checkpoint_file
 from cnnzoo.recipes import find_recipe, list_recipes
-from cnnzoo.sittings import SITTING_ENDED, RunClock, saved_clock
+from cnnzoo.sittings import SITTING_ENDED, RunClock, continued_log_versions
 from cnnzoo_data import ClassificationDataModule
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
@@ -185,8 +185,8 @@ class CnnzooCLI(LightningCLI):
             config.trainer.callbacks = [*(config.trainer.callbacks or []), clock]
 
     def _resumed_log_versions(self, config, arch: str) -> dict:
-        """The CSV log version and W&B run id of the run that `fit --ckpt_path` resumes, so
-        that its curves go on in the same log and the same W&B run."""
+        """The CSV log version (and W&B run id, after a clean sitting) of the run that
+        `fit --ckpt_path` resumes, so that its curves go on in the same log and W&B run."""
         path = config.get("ckpt_path") if self.subcommand == "fit" else None
         if path == "last":  # where LastCheckpoint writes it (by default the dirpath set below)
             folders = [
@@ -199,8 +199,7 @@ class CnnzooCLI(LightningCLI):
             path = f"{folder}/last.ckpt"
         if not path or path in ("best", "hpc", "registry"):
             return {}
-        saved = saved_clock(path)
-        return dict(saved.get("log_versions") or {}) if saved else {}
+        return continued_log_versions(path)
 
     @staticmethod
     def _apply_wandb_options(config) -> None:

@@ -1,6 +1,7 @@
 """A run in sittings: how long it has trained and under which log names, kept in its
 checkpoints, so that a run stopped and resumed (`--ckpt_path last`) goes on with the same
-clock, the same CSV log and the same W&B run, and can be cut into sittings of a set length.
+clock and the same CSV log, and can be cut into sittings of a set length, each handing its
+W&B run on to the next.
 
 Papers' schedules outlast what one job may hold a machine: a queue's time limit, a lent GPU's
 minutes. `RunClock(sitting_minutes=M)` ends a sitting at the last epoch end that keeps it
@@ -84,6 +85,7 @@ class RunClock(L.Callback):
             "wall_time_s": self.elapsed_s,
             "sittings": self.sittings,
             "log_versions": self.log_versions,
+            "sitting_ended": self.stopped_for_time,  # a clean stop, not a kill
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -107,6 +109,18 @@ def log_versions(loggers) -> dict[str, Any]:
             versions["csv"] = logger.version
         elif isinstance(logger, WandbLogger):
             versions["wandb"] = logger.experiment.id
+    return versions
+
+
+def continued_log_versions(checkpoint: str | Path) -> dict[str, Any]:
+    """The log versions that a run resumed from `checkpoint` goes on with: the CSV log always;
+    the W&B run only after a sitting that ended cleanly, since a killed run's W&B service can
+    hold its run id for a while after ("run ID is in use"), and then the resumed run starts a
+    W&B run of its own."""
+    saved = saved_clock(checkpoint) or {}
+    versions = dict(saved.get("log_versions") or {})
+    if not saved.get("sitting_ended"):
+        versions.pop("wandb", None)
     return versions
 
 
