@@ -153,7 +153,23 @@ class CnnzooCLI(LightningCLI):
                 f"--data.image_size is {data_args.image_size}. Leave it out to use the paper's."
             )
         self._apply_wandb_options(config)
-        resumed = self._resumed_log_versions(config, arch)
+        has_clock = False
+        for callback in config.trainer.callbacks or []:
+            class_path = getattr(callback, "class_path", "")
+            is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
+            if class_path.endswith("LastCheckpoint"):
+                callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
+            if class_path.endswith("RunClock"):
+                has_clock = True
+                if config.get("sitting_minutes") is not None:
+                    callback.init_args.sitting_minutes = config.sitting_minutes
+            if is_checkpoint and callback.init_args.get("dirpath") is None:
+                callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
+        if config.get("sitting_minutes") is not None and not has_clock:  # callbacks replaced
+            clock = Namespace(class_path="cnnzoo.sittings.RunClock")
+            clock.init_args = Namespace(sitting_minutes=config.sitting_minutes)
+            config.trainer.callbacks = [*(config.trainer.callbacks or []), clock]
+        resumed = self._resumed_log_versions(config)
         for logger in config.trainer.logger or []:
             if isinstance(logger, dict) or not hasattr(logger, "init_args"):
                 continue
@@ -165,38 +181,19 @@ class CnnzooCLI(LightningCLI):
                 logger.init_args.version = resumed["csv"]
             if logger.class_path.endswith("WandbLogger") and "wandb" in resumed:
                 logger.init_args.id = resumed["wandb"]
-        for callback in config.trainer.callbacks or []:
-            class_path = getattr(callback, "class_path", "")
-            is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
-            if class_path.endswith("LastCheckpoint"):
-                callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
-            if class_path.endswith("RunClock") and config.get("sitting_minutes") is not None:
-                callback.init_args.sitting_minutes = config.sitting_minutes
-            if is_checkpoint and callback.init_args.get("dirpath") is None:
-                callback.init_args.dirpath = f"{config.trainer.default_root_dir}/{arch}/checkpoints"
-        clocks = [
-            cb
-            for cb in config.trainer.callbacks or []
-            if getattr(cb, "class_path", "").endswith("RunClock")
-        ]
-        if config.get("sitting_minutes") is not None and not clocks:  # callbacks replaced
-            clock = Namespace(class_path="cnnzoo.sittings.RunClock")
-            clock.init_args = Namespace(sitting_minutes=config.sitting_minutes)
-            config.trainer.callbacks = [*(config.trainer.callbacks or []), clock]
 
-    def _resumed_log_versions(self, config, arch: str) -> dict:
+    def _resumed_log_versions(self, config) -> dict:
         """The CSV log version (and W&B run id, after a clean sitting) of the run that
         `fit --ckpt_path` resumes, so that its curves go on in the same log and W&B run."""
         path = config.get("ckpt_path") if self.subcommand == "fit" else None
-        if path == "last":  # where LastCheckpoint writes it (by default the dirpath set below)
+        if path == "last":  # where LastCheckpoint writes it (its dirpath, set above)
             folders = [
                 callback.init_args.get("dirpath")
                 for callback in config.trainer.callbacks or []
                 if getattr(callback, "class_path", "").endswith("LastCheckpoint")
             ]
             folder = next(filter(None, folders), None)
-            folder = folder or f"{config.trainer.default_root_dir}/{arch}/checkpoints"
-            path = f"{folder}/last.ckpt"
+            path = f"{folder}/last.ckpt" if folder else None
         if not path or path in ("best", "hpc", "registry"):
             return {}
         return continued_log_versions(path)
