@@ -64,6 +64,7 @@ OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
 PADDING = 4  # ResNet §4.2: "4 pixels are padded on each side"
 # Dense (not 2:4 sparse) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's spec sheets; the first
 # name found in the device's name is taken.
+RUNS = ("cnnzoo", "cnnzoo-on-device", "plain")
 BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
 
 
@@ -89,6 +90,42 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
+class Profile(L.Callback):
+    """torch.profiler over steps `skip`..`skip + steps` of a fit, one `prof.step()` a batch."""
+
+    def __init__(self, skip: int, steps: int) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler = torch.profiler.profile(
+            activities=activities,
+            schedule=torch.profiler.schedule(wait=skip, warmup=2, active=steps, repeat=1),
+        )
+
+    def on_train_start(self, trainer, module) -> None:
+        self.profiler.start()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.profiler.step()
+
+    def on_train_end(self, trainer, module) -> None:
+        self.profiler.stop()
+
+
+def profile_table(args: argparse.Namespace, steps: int = 20) -> str:
+    """Where a step of the cnnzoo fast path spends its time: the profiler's tables by device
+    time and by host time (each per step: the totals over `steps` steps / steps)."""
+    profile = Profile(args.skip, steps)
+    cnnzoo_run(args, on_device=True, callbacks=[profile])(args.skip + 2 + steps + 1)
+    averages = profile.profiler.key_averages()
+    by_device = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    return (
+        f"{steps} steps of the cnnzoo fast path (totals over the steps)\n\n"
+        f"by device time:\n{averages.table(sort_by=by_device, row_limit=30)}\n"
+        f"by host time:\n{averages.table(sort_by='self_cpu_time_total', row_limit=30)}\n"
+    )
+
+
 def data_module(args: argparse.Namespace, on_device: bool) -> CIFAR10DataModule:
     dm = CIFAR10DataModule(
         root=args.root, batch_size=args.batch_size, seed=SEED, on_device=on_device
@@ -97,7 +134,9 @@ def data_module(args: argparse.Namespace, on_device: bool) -> CIFAR10DataModule:
     return dm
 
 
-def cnnzoo_run(args: argparse.Namespace, on_device: bool) -> Callable[[int], float]:
+def cnnzoo_run(
+    args: argparse.Namespace, on_device: bool, callbacks: list[L.Callback] = ()
+) -> Callable[[int], float]:
     """A run of the cnnzoo trainer; the module (and its compiled forward) kept across fits."""
     dm = data_module(args, on_device)
     torch.manual_seed(SEED)
@@ -105,7 +144,7 @@ def cnnzoo_run(args: argparse.Namespace, on_device: bool) -> Callable[[int], flo
         ARCH,
         optimizer=OPTIMIZER,
         channels_last=args.channels_last,
-        compile=args.compile,
+        compile=args.compile_mode if args.compile else False,
     )
     device = torch.device(args.device)
 
@@ -117,7 +156,7 @@ def cnnzoo_run(args: argparse.Namespace, on_device: bool) -> Callable[[int], flo
             max_epochs=-1,
             max_steps=steps,
             precision="bf16-mixed" if args.bf16 else "32-true",
-            callbacks=[timer],
+            callbacks=[timer, *callbacks],
             **TRAINER_SETTINGS,
         )
         trainer.fit(module, datamodule=dm)
@@ -137,7 +176,7 @@ def plain_run(args: argparse.Namespace) -> Callable[[int], float]:
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     torch.manual_seed(SEED)
     model = create_model(ARCH).to(device, memory_format=memory_format)
-    forward = torch.compile(model) if args.compile else model
+    forward = torch.compile(model, mode=args.compile_mode, dynamic=False) if args.compile else model
     optimizer = build_optimizer(model, OPTIMIZER)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
@@ -207,10 +246,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (bf16-mixed)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="torch.compile's mode (reduce-overhead: each step replayed as CUDA graphs)",
+    )
+    parser.add_argument(
         "--peak-tflops",
         type=float,
         help="the device's peak TFLOP/s to compare with (default: the spec sheet's dense bf16 "
         "peak for the GPUs in BF16_PEAK_TFLOPS; none on CPU)",
+    )
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=list(RUNS),
+        choices=list(RUNS),
+        help="which runs to time (default all; plain is always one, the ratios' base)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="also profile 20 steps of cnnzoo-on-device, tables here"
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -225,11 +280,13 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     device = torch.device(args.device)
     load_before = os.getloadavg()
-    runs: dict[str, Callable[[int], float]] = {
-        "cnnzoo": cnnzoo_run(args, on_device=False),
-        "cnnzoo-on-device": cnnzoo_run(args, on_device=True),
-        "plain": plain_run(args),
+    makers = {
+        "cnnzoo": lambda: cnnzoo_run(args, on_device=False),
+        "cnnzoo-on-device": lambda: cnnzoo_run(args, on_device=True),
+        "plain": lambda: plain_run(args),
     }
+    chosen = {*args.runs, "plain"}
+    runs: dict[str, Callable[[int], float]] = {n: makers[n]() for n in RUNS if n in chosen}
     for run in runs.values():  # warm-up: compilation, the copy to the device, kernels chosen
         run(args.steps)
     seconds: dict[str, list[float]] = {name: [] for name in runs}
@@ -248,10 +305,11 @@ def main() -> None:
         "device": device_name(device),
         "torch": torch.__version__,
         "lightning": L.__version__,
-        "settings": vars(args) | {"json": str(args.json) if args.json else None},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "load_average_before": load_before,
         "seconds": seconds,
         "images_per_s": {name: round(rate, 1) for name, rate in rates.items()},
+        "ms_per_step": {name: round(1e3 * args.batch_size / r, 4) for name, r in rates.items()},
         "ratios": {key: round(ratio, 3) for key, ratio in ratios.items()},
         "training_gflops_per_image": round(flops / 1e9, 4),
         "model_tflops_per_s": {name: round(t, 3) for name, t in tflops.items()},
@@ -262,12 +320,17 @@ def main() -> None:
     for name, rate in rates.items():
         of_peak = f"   {100 * tflops[name] / peak:.2f}% of {peak:g} TFLOP/s" if peak else ""
         print(
-            f"{name:18s} {rate:10.1f} img/s   {ratios[f'{name}/plain']:.3f} of plain   "
+            f"{name:18s} {rate:10.1f} img/s {1e3 * args.batch_size / rate:8.3f} ms/step   "
+            f"{ratios[f'{name}/plain']:.3f} of plain   "
             f"{tflops[name]:.3f} model TFLOP/s{of_peak}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.profile:
+        args.profile.parent.mkdir(parents=True, exist_ok=True)
+        args.profile.write_text(profile_table(args))
+        print(f"profile written to {args.profile}")
 
 
 if __name__ == "__main__":

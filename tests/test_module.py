@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import sys
 from pathlib import Path
 
 import cnnzoo
@@ -17,6 +18,7 @@ from cnnzoo.metrics import TopKError
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec, build_optimizer, build_scheduler
 from cnnzoo_data import DigitsDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 
 class StillClassifier(ImageClassifier):
@@ -88,7 +90,7 @@ def test_auxiliary_losses_are_weighted_into_the_loss(logits_and_target):
     assert ImageClassifier("lenet5").aux_loss_weight == cnnzoo.model_card("lenet5").aux_loss_weight
     # A model that returns AuxLogits while training goes through training_step the same way.
     images = torch.zeros(8, 1, 32, 32)
-    module._forward = lambda x: AuxLogits(logits, aux)
+    module._compiled = lambda x: AuxLogits(logits, aux)  # the training forward
     with pytest.warns(UserWarning, match="self.log"):  # no trainer attached: nothing logged
         loss = module.training_step((images, target), 0)
     torch.testing.assert_close(loss, expected)
@@ -361,3 +363,28 @@ def test_a_rate_for_a_global_batch_needs_a_batch_size():
     assert scaled_lr(OptimizerSpec(lr=0.1), None) == 0.1  # stated for no batch: as it is
     with pytest.raises(ValueError, match="no batch_size to scale it by"):
         scaled_lr(OptimizerSpec(lr=0.1, batch_size=256), None)
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(make_trainer, make_digits, tmp_path):
+    """Between two loss logs a step makes no host read (`.item()`, `bool(tensor)`, ...): on a
+    GPU each would stall the next step's launches. Counted with the progress bar, a logger
+    and the checkpoints on, as `cnnzoo fit` has them; the loss logs themselves read once."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cnnzoo.callbacks import ProgressBar
+    from host_syncs import CountSteps
+
+    counter = CountSteps(first=12, last=40, trace=True)  # the loss is logged at step 19 and 39
+    trainer = make_trainer(
+        max_steps=41,
+        log_every_n_steps=20,
+        limit_val_batches=1,
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=True,
+        enable_checkpointing=True,
+        callbacks=[counter, ProgressBar()],
+    )
+    # The fast path: the loader yields indices, and the images never leave the device.
+    trainer.fit(ImageClassifier("lenet5"), make_digits(batch_size=16, on_device=True))
+    reads = counter.mode.calls
+    # The two loss logs: each reads the logged loss and the first non-finite step, once.
+    assert sum(reads.values()) == 4, "\n".join(f"{n} x {where}" for where, n in reads.items())

@@ -62,6 +62,8 @@ TRAINER_DEFAULTS = {
         # The run's clock and log names in its checkpoints: a resumed run goes on with both.
         {"class_path": "cnnzoo.sittings.RunClock"},
         {"class_path": "cnnzoo.callbacks.PredictionGallery"},
+        # The training loss as the loggers last wrote it, read from the device only then.
+        {"class_path": "cnnzoo.callbacks.ProgressBar"},
         {"class_path": "cnnzoo.callbacks.PredictionWriter"},
     ],
 }

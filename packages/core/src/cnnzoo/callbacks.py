@@ -8,7 +8,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -84,6 +85,23 @@ class PredictionGallery(L.Callback):
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         if batch_idx == 0:
             self._draw(trainer, module, batch, "test")
+
+
+class ProgressBar(RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar):
+    """Lightning's progress bar (Rich's where it is installed), showing the training loss as
+    the loggers last wrote it.
+
+    A metric logged with `prog_bar=True` is read back from the device at every step to be
+    shown, which on a GPU stalls the next step's launches; `ImageClassifier` logs its step
+    loss for the loggers alone, and this bar shows the value they were given.
+    """
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = trainer.logged_metrics.get("train/loss_step")
+        if loss is not None:
+            metrics["train/loss_step"] = loss
+        return metrics
 
 
 def _image_name(dataset, index: int) -> str:

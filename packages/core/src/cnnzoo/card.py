@@ -23,18 +23,24 @@ class PublishedError:
 
 @dataclass(frozen=True)
 class PretrainedWeights:
-    """Weights another library publishes for an architecture equal to this variant.
+    """Weights published for an architecture equal to this variant: another library's, or
+    our own, trained with the variant's recipe and shipped inside its plugin.
 
     `convert` names the function ("module:function") that renames that library's state dict
-    into ours: the same mapping the equivalence tests check, logit for logit.
+    into ours: the same mapping the equivalence tests check, logit for logit. Our own weights
+    need none; `file` says where the plugin ships them.
     """
 
-    source: str  # "torchvision" (a weights enum) or "timm" (a pretrained tag)
-    name: str  # "ResNet50_Weights.IMAGENET1K_V1", or "inception_v4.tf_in1k"
-    convert: str  # "cnnzoo_resnet.resnet:from_torchvision_state_dict"
+    source: str  # "torchvision" (a weights enum), "timm" (a pretrained tag) or "cnnzoo"
+    name: str  # "ResNet50_Weights.IMAGENET1K_V1", "inception_v4.tf_in1k", "resnet20.cifar10"
+    convert: str = ""  # "cnnzoo_resnet.resnet:from_torchvision_state_dict"
     # The normalisation the weights were trained with: fine-tune with the same.
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # Our own weights (source "cnnzoo"): a safetensors file inside a plugin package,
+    # "package:path/in/package", and the reproduction they come from (docs/results.md).
+    file: str = ""
+    trained_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -71,7 +71,11 @@ class ImageClassifier(L.LightningModule):
         aux_loss_weight: weight of auxiliary classifiers' losses; None takes the card's (0.3
             for GoogLeNet).
         channels_last: train in NHWC memory layout (faster convolutions on GPUs).
-        compile: run the model through `torch.compile`.
+        compile: run the training forward and backward through `torch.compile`: True for its
+            default mode, or a mode by name ("reduce-overhead" replays each step as CUDA
+            graphs, for small networks whose steps are bound by kernel launches). Shapes are
+            compiled static (one graph for the full batches, one for an epoch's last);
+            evaluation runs eagerly, since each of its batch shapes would compile again.
     """
 
     def __init__(
@@ -86,7 +90,7 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         aux_loss_weight: float | None = None,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
     ) -> None:
         super().__init__()
         # A checkpoint's hyper-parameters hold the specs as dicts (load_from_checkpoint).
@@ -124,11 +128,22 @@ class ImageClassifier(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         # Compiled forward kept outside the module tree so state-dict keys stay the model's
         # (plain assignment would register it as a second copy of the model's weights).
-        object.__setattr__(self, "_forward", torch.compile(self.model) if compile else self.model)
+        compiled = (
+            torch.compile(self.model, mode=None if compile is True else compile, dynamic=False)
+            if compile
+            else self.model
+        )
+        object.__setattr__(self, "_compiled", compiled)
         # The model's dense form (`_dense_model`), kept for one evaluation epoch.
         object.__setattr__(self, "_dense_form", None)
         classes = self.model.num_classes
-        self.train_loss = MeanMetric()  # synced across processes under DDP, as the errors are
+        # Synced across processes under DDP, as the errors are. Its NaN check would read the
+        # device at every step: the loss's finiteness is checked below, without a read.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        # The first step whose loss was not finite (-1: none yet), kept on the device and read
+        # where the host waits for the device anyway (see `_check_finite_loss`).
+        self.register_buffer("_nonfinite_step", torch.tensor(-1), persistent=False)
+        self.register_buffer("_nonfinite_loss", torch.tensor(0.0), persistent=False)
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_top{k}": TopKError(classes, top_k=k)
@@ -147,7 +162,7 @@ class ImageClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._forward(x)
+        return (self._compiled if self.training else self.model)(x)
 
     def _loss(self, output: torch.Tensor | AuxLogits, target: torch.Tensor) -> torch.Tensor:
         criterion = self.model.criterion  # the paper's loss: cross-entropy for most
@@ -176,26 +191,46 @@ class ImageClassifier(L.LightningModule):
                 self.log(f"{stage}/top{k}_error", metric, on_step=False, on_epoch=True)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        # Nothing here reads a value back from the device: on a GPU each read would stop the
+        # host until the step's kernels had run, and the next step's would start late
+        # (benchmarks/host_syncs.py counts them; tests/test_module.py keeps them at none).
         images, target = batch
         output = self(images)
         loss = self._loss(output, target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss became {loss.item()} at step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}). Lower the learning rate "
-                f"or check the inputs; the last checkpoint before this step is intact."
-            )
+        self._note_nonfinite(loss.detach())
         logits = output.logits if isinstance(output, AuxLogits) else output
         self.train_loss.update(loss.detach())
-        # The step loss goes to the loggers and the progress bar every `log_every_n_steps`
-        # steps, when the loggers write it: each `self.log` costs Lightning about 2.5 ms on a
-        # CPU, a fifth of a LeNet-5 step (benchmarks/lenet_mnist_epoch.py). The epoch's mean
-        # is a metric, logged at the end of the epoch like the errors.
+        # The step loss goes to the loggers every `log_every_n_steps` steps, when they write:
+        # each `self.log` costs Lightning about 2.5 ms on a CPU, a fifth of a LeNet-5 step
+        # (benchmarks/lenet_mnist_epoch.py). Not to the progress bar, which would read it back
+        # from the device at every step: `cnnzoo.callbacks.ProgressBar` shows the logged
+        # value. The epoch's mean is a metric, logged at the epoch's end.
         every = self._trainer.log_every_n_steps if self._trainer is not None else 1
         if (self.global_step + 1) % every == 0:
-            self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+            self._check_finite_loss()
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
         self._update_metrics("train", logits.detach(), target)
         return loss
+
+    def _note_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember the first step whose loss is NaN or infinite, on the device."""
+        first = ~torch.isfinite(loss) & (self._nonfinite_step < 0)
+        self._nonfinite_step.copy_(torch.where(first, self.global_step, self._nonfinite_step))
+        self._nonfinite_loss.copy_(torch.where(first, loss.float(), self._nonfinite_loss))
+
+    def _check_finite_loss(self) -> None:
+        """Stop the run if a step's loss was not finite (checked at each loss log and epoch
+        end; the checkpoints refuse non-finite weights meanwhile)."""
+        step = int(self._nonfinite_step)
+        if step < 0:
+            return
+        batches = self.trainer.num_training_batches if self._trainer is not None else 0
+        where = f"epoch {step // batches}, batch {step % batches}" if batches else "this run"
+        raise FloatingPointError(
+            f"the training loss became {float(self._nonfinite_loss)} at step {step} ({where}). "
+            f"Lower the learning rate or check the inputs; the last checkpoint before this step "
+            f"is intact."
+        )
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:
         images, target = batch
@@ -274,6 +309,7 @@ class ImageClassifier(L.LightningModule):
         self.trainer.fit_loop._load_combined_loader_states()
 
     def on_train_epoch_end(self) -> None:
+        self._check_finite_loss()
         self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
         self._log_metrics("train")
 

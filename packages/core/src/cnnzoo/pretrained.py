@@ -1,10 +1,12 @@
-"""Published ImageNet weights of torchvision and timm, loaded into cnnzoo models.
+"""Published weights, loaded into cnnzoo models: torchvision's and timm's ImageNet weights,
+and our own, trained by a reproduction and shipped inside the plugin.
 
 Where one of our variants is the same network as a torchvision or timm model (the arch
 packages' equivalence tests check this logit for logit), its card lists those weights and
 the function that renames their state dict into ours. `create_model(name, pretrained=True)`
 fetches the file through the library that publishes it, or takes it from torch hub's
-checkpoint folder when it is already there (which is how an offline machine gets it).
+checkpoint folder when it is already there (which is how an offline machine gets it). Our
+own weights (source "cnnzoo": the CIFAR networks, a few MB) need no network at all.
 """
 
 from __future__ import annotations
@@ -122,7 +124,29 @@ def _timm_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+def _cnnzoo_state_dict(weights: PretrainedWeights) -> dict[str, torch.Tensor]:
+    """Our own weights: a safetensors file shipped inside the plugin that trained them."""
+    from importlib.resources import files
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    package, _, path = weights.file.partition(":")
+    file = files(package) / path
+    if not file.is_file():
+        raise PretrainedWeightsError(
+            f"{weights.name}: {path} is missing from the installed {package} package. "
+            f"Reinstall it (pip install --force-reinstall {package.replace('_', '-')})."
+        )
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(Path(str(file)), f"the {package} package", exc) from exc
+
+
 def _converter(weights: PretrainedWeights):
+    if not weights.convert:  # our own weights: already in our keys
+        return lambda state: state
     module, _, function = weights.convert.partition(":")
     return getattr(importlib.import_module(module), function)
 
@@ -134,7 +158,11 @@ def load_pretrained(model: ClassifierNet, weights: PretrainedWeights) -> None:
     (left at the paper's initialisation) otherwise, as for fine-tuning; the first
     convolution is adapted, through timm, when the model takes other than 3 channels.
     """
-    fetch = {"torchvision": _torchvision_state_dict, "timm": _timm_state_dict}.get(weights.source)
+    fetch = {
+        "torchvision": _torchvision_state_dict,
+        "timm": _timm_state_dict,
+        "cnnzoo": _cnnzoo_state_dict,
+    }.get(weights.source)
     if fetch is None:
         raise PretrainedWeightsError(f"unknown weights source {weights.source!r}")
     state = _converter(weights)(fetch(weights))
