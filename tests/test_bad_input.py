@@ -175,24 +175,41 @@ class FaultAtStep(L.Callback):
             dataset.base = LabelledWrongly(dataset.base)
 
 
-class CorruptAt(torch.utils.data.Dataset):
-    def __init__(self, base, corrupt_file: Path) -> None:
-        self.base, self.corrupt_file = base, corrupt_file
+class ItemByItem(torch.utils.data.Dataset):
+    """A dataset's items one by one, as a dataset of files gives them."""
+
+    def __init__(self, base) -> None:
+        self.base = base
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def __getitem__(self, index):
+        return self.base[index]
+
+
+class CorruptAt(ItemByItem):
+    def __init__(self, base, corrupt_file: Path) -> None:
+        self.base, self.corrupt_file = base, corrupt_file
 
     def __getitem__(self, index):
         load_image(str(self.corrupt_file))  # raises, naming the file
         return self.base[index]
 
 
-class LabelledWrongly(CorruptAt):
-    def __init__(self, base) -> None:
-        self.base = base
-
+class LabelledWrongly(ItemByItem):
     def __getitem__(self, index):
         return self.base[index][0], 99
+
+
+class StreamedDigits(DigitsDataModule):
+    """The digits as a dataset read item by item (as image files are), not held in memory:
+    its labels are checked batch by batch as they load, not all at once in setup."""
+
+    def load(self) -> Splits:
+        splits = super().load()
+        splits.train = ItemByItem(splits.train)
+        return splits
 
 
 @pytest.mark.parametrize(
@@ -221,7 +238,8 @@ def test_a_fault_in_training_keeps_the_last_good_checkpoint(
     )
     module = ImageClassifier("lenet5", optimizer=OptimizerSpec(lr=0.003))
     with pytest.raises(error, match=message):
-        trainer.fit(module, make_digits(batch_size=32))
+        data = StreamedDigits if kind == "bad-label" else make_digits
+        trainer.fit(module, data(batch_size=32, num_workers=0))
     last = load_checkpoint_file(checkpoints / "last.ckpt", weights_only=True)
     expected_step = 2 if kind == "nan-weights" else 3  # step 3's own save is refused for NaN
     assert last["global_step"] == expected_step

@@ -23,8 +23,12 @@ from test_resnet import randomise_batchnorm_  # BN statistics away from 0 and 1
 from torch import nn
 from torch.nn import functional as F
 
+# Other libraries' weights; our own (source "cnnzoo") are checked against their rows.
 CARD_WEIGHTS = [
-    (name, weights) for name in cnnzoo.list_models() for weights in cnnzoo.model_card(name).weights
+    (name, weights)
+    for name in cnnzoo.list_models()
+    for weights in cnnzoo.model_card(name).weights
+    if weights.source != "cnnzoo"
 ]
 
 # torchvision's builder of each weights enum ("ResNet50_Weights" -> "resnet50").
@@ -303,3 +307,39 @@ def test_weights_for_other_layer_shapes_are_refused_naming_the_tensor(offline):
     with pytest.raises(PretrainedWeightsError, match="does not fit se_resnet50") as raised:
         cnnzoo.create_model("se_resnet50", pretrained=True, reduction=8)
     assert "se.fc1.weight is (16, 256) there and (32, 256) here" in str(raised.value)
+
+
+def test_our_own_weights_load_from_the_package_that_ships_them(tmp_path, monkeypatch):
+    """Weights trained by a reproduction ship as safetensors inside their plugin, and load
+    with no network and no renaming; a package without its file says to reinstall it."""
+    from cnnzoo.card import PretrainedWeights
+    from cnnzoo.pretrained import load_pretrained
+    from safetensors.torch import save_file
+
+    package = tmp_path / "shipping_plugin"
+    (package / "weights").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    torch.manual_seed(1)
+    trained = cnnzoo.create_model("resnet20")
+    randomise_batchnorm_(trained)
+    save_file(trained.state_dict(), package / "weights" / "resnet20.safetensors")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    weights = PretrainedWeights(
+        "cnnzoo", "resnet20.test", file="shipping_plugin:weights/resnet20.safetensors"
+    )
+    torch.manual_seed(2)
+    model = cnnzoo.create_model("resnet20")
+    load_pretrained(model, weights)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+    gone = PretrainedWeights("cnnzoo", "resnet20.gone", file="shipping_plugin:weights/gone.st")
+    with pytest.raises(PretrainedWeightsError, match="missing from the installed shipping_plugin"):
+        load_pretrained(model, gone)
+    (package / "weights" / "broken.safetensors").write_bytes(b"\x00" * 12)
+    broken = PretrainedWeights(
+        "cnnzoo", "resnet20.broken", file="shipping_plugin:weights/broken.safetensors"
+    )
+    with pytest.raises(PretrainedWeightsError, match="does not load"):
+        load_pretrained(model, broken)

@@ -155,6 +155,12 @@ class CnnzooCLI(LightningCLI):
                 f"--data.image_size is {data_args.image_size}. Leave it out to use the paper's."
             )
         self._apply_wandb_options(config)
+        if config.trainer.get("enable_progress_bar") is False:  # Lightning refuses a bar then
+            config.trainer.callbacks = [
+                callback
+                for callback in config.trainer.callbacks or []
+                if not getattr(callback, "class_path", "").endswith("ProgressBar")
+            ]
         has_clock = False
         for callback in config.trainer.callbacks or []:
             class_path = getattr(callback, "class_path", "")

@@ -138,19 +138,13 @@ class ImageClassifier(L.LightningModule):
         object.__setattr__(self, "_dense_form", None)
         classes = self.model.num_classes
         # Synced across processes under DDP, as the errors are. Its NaN check would read the
-        # device at every step: the loss's finiteness is checked below, without a read.
+        # device at every step; a non-finite loss makes its running sum non-finite, which
+        # `_check_finite_loss` reads where the host waits for the device anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
-        # The first step whose loss was not finite (-1: none yet), kept on the device and read
-        # where the host waits for the device anyway (see `_check_finite_loss`).
-        self.register_buffer("_nonfinite_step", torch.tensor(-1), persistent=False)
-        self.register_buffer("_nonfinite_loss", torch.tensor(0.0), persistent=False)
-        self.metrics = torch.nn.ModuleDict(
-            {
-                f"{stage}_top{k}": TopKError(classes, top_k=k)
-                for stage in ("train", "val", "test")
-                for k in (1, 5)
-                if k < classes
-            }
+        self._finite_until = 0  # the last step at which the running loss was seen finite
+        ks = tuple(k for k in (1, 5) if k < classes)
+        self.errors = torch.nn.ModuleDict(
+            {f"{stage}_errors": TopKError(ks) for stage in ("train", "val", "test")}
         )
 
     @classmethod
@@ -175,20 +169,17 @@ class ImageClassifier(L.LightningModule):
         return criterion(output, target, label_smoothing=self.label_smoothing)
 
     def _update_metrics(self, stage: str, logits: torch.Tensor, target: torch.Tensor) -> None:
-        for k in (1, 5):
-            name = f"{stage}_top{k}"
-            if name in self.metrics:
-                self.metrics[name].update(logits, target)
+        self.errors[f"{stage}_errors"].update(logits, target)
 
     def _log_metrics(self, stage: str) -> None:
         # Logged once an epoch, where their value is computed, not at every step: each
         # `self.log` call costs Lightning milliseconds on a CPU (it copies the call's
         # metadata), a fifth of a LeNet-5 step (benchmarks/lenet_mnist_epoch.py).
-        for k in (1, 5):
-            name = f"{stage}_top{k}"
-            if name in self.metrics:
-                metric = self.metrics[name]
-                self.log(f"{stage}/top{k}_error", metric, on_step=False, on_epoch=True)
+        metric = self.errors[f"{stage}_errors"]
+        if metric.update_called:
+            for k, error in zip(metric.ks, metric.compute(), strict=True):
+                self.log(f"{stage}/top{k}_error", error, on_step=False, on_epoch=True)
+        metric.reset()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         # Nothing here reads a value back from the device: on a GPU each read would stop the
@@ -197,7 +188,6 @@ class ImageClassifier(L.LightningModule):
         images, target = batch
         output = self(images)
         loss = self._loss(output, target)
-        self._note_nonfinite(loss.detach())
         logits = output.logits if isinstance(output, AuxLogits) else output
         self.train_loss.update(loss.detach())
         # The step loss goes to the loggers every `log_every_n_steps` steps, when they write:
@@ -212,24 +202,18 @@ class ImageClassifier(L.LightningModule):
         self._update_metrics("train", logits.detach(), target)
         return loss
 
-    def _note_nonfinite(self, loss: torch.Tensor) -> None:
-        """Remember the first step whose loss is NaN or infinite, on the device."""
-        first = ~torch.isfinite(loss) & (self._nonfinite_step < 0)
-        self._nonfinite_step.copy_(torch.where(first, self.global_step, self._nonfinite_step))
-        self._nonfinite_loss.copy_(torch.where(first, loss.float(), self._nonfinite_loss))
-
     def _check_finite_loss(self) -> None:
-        """Stop the run if a step's loss was not finite (checked at each loss log and epoch
-        end; the checkpoints refuse non-finite weights meanwhile)."""
-        step = int(self._nonfinite_step)
-        if step < 0:
+        """Stop the run if a step's loss was NaN or infinite since the last check: the
+        epoch's running sum of losses is not finite then. Checked at each loss log and epoch
+        end; the checkpoints refuse non-finite weights meanwhile."""
+        running = self.train_loss.mean_value
+        if bool(torch.isfinite(running)):
+            self._finite_until = self.global_step
             return
-        batches = self.trainer.num_training_batches if self._trainer is not None else 0
-        where = f"epoch {step // batches}, batch {step % batches}" if batches else "this run"
         raise FloatingPointError(
-            f"the training loss became {float(self._nonfinite_loss)} at step {step} ({where}). "
-            f"Lower the learning rate or check the inputs; the last checkpoint before this step "
-            f"is intact."
+            f"the training loss became {float(running)} between steps {self._finite_until} "
+            f"and {self.global_step} (epoch {self.current_epoch}). Lower the learning rate or "
+            f"check the inputs; the last checkpoint before this is intact."
         )
 
     def _evaluate(self, batch, stage: str) -> torch.Tensor:

@@ -186,6 +186,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.test_crops = test_crops
         self.pca_lighting_std = pca_lighting_std
         self.on_device = on_device
+        self._labels_checked = False  # all labels checked at setup (datasets in memory)
         if on_device:
             self._check_on_device()
         self.normalize = Normalize(
@@ -264,6 +265,12 @@ class ClassificationDataModule(L.LightningDataModule):
                     f"read from image files). Use on_device: false, or a dataset held in "
                     f"memory: MNIST, CIFAR-10/100 or the digits."
                 )
+        # Labels held in memory are checked once here, not batch by batch as they load.
+        held = [split for split in (splits.train, splits.val, splits.test) if split is not None]
+        self._labels_checked = all(isinstance(split, TensorImages) for split in held)
+        if self._labels_checked:
+            for split in held:
+                self._check_labels(split.labels)
         multi_view = self.test_crops != "center"  # many views of each image: not precomputed
         for split in (splits.val, splits.test, splits.train):
             if isinstance(split, TensorImages):  # images of one known size
@@ -294,14 +301,12 @@ class ClassificationDataModule(L.LightningDataModule):
             self._hold_in_memory()
 
     def _hold_in_memory(self) -> None:
-        """Each split as indices into its images, with every label checked once here."""
+        """Each split as indices into its images (their labels were checked in setup)."""
         held = {}
         for name in ("train", "val", "test"):
             dataset = getattr(self, f"{name}_set")
             if id(dataset) not in held:  # the test split may be the validation split
-                images = _in_memory(dataset)
-                self._check_labels(images.labels)
-                held[id(dataset)] = ImageIndices(images, name)
+                held[id(dataset)] = ImageIndices(_in_memory(dataset), name)
             setattr(self, f"{name}_set", held[id(dataset)])
 
     def device_batch(
@@ -325,9 +330,9 @@ class ClassificationDataModule(L.LightningDataModule):
         return loader.sampler.epoch
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        # Checked on the CPU, before the batch moves (the fast path checked all its labels
-        # once, in setup).
-        if not self.on_device:
+        # Checked on the CPU, before the batch moves; labels held in memory were all checked
+        # once, in setup.
+        if not self._labels_checked:
             self._check_labels(batch[1])
         return batch
 
