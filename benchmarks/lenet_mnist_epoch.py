@@ -128,21 +128,25 @@ def run_cnnzoo(dm: MNISTDataModule, steps: int) -> Result:
     return wall, cpu, module.model
 
 
-def run_cnnzoo_fit(root: str, settings: dict[str, Any], steps: int, folder: Path) -> Result:
+def run_cnnzoo_fit(
+    root: str, settings: dict[str, Any], steps: int, folder: Path, *options: str
+) -> Result:
     """`cnnzoo fit` as a user runs it, with everything its defaults keep on during training:
     the CSV log, last.ckpt every 1,000 steps and at each epoch end, the run clock, the
     learning-rate monitor and the progress bar (W&B off: it would start a service process).
     Only the validation pass is left out, as the plain loop has none. The model and
     optimiser are ImageClassifier's defaults, as in the other runs."""
     from cnnzoo_classify.cli import CnnzooCLI
+    from cnnzoo_data import ClassificationDataModule
 
     cli = CnnzooCLI(
         ImageClassifier,
-        MNISTDataModule,
+        ClassificationDataModule,
         subclass_mode_data=True,
         run=False,
         args=[
             f"--model.arch={ARCH}",
+            "--data=cnnzoo_data.MNISTDataModule",
             f"--data.root={root}",
             f"--data.seed={SEED}",
             *(f"--data.{key}={value}" for key, value in settings.items()),
@@ -154,8 +158,10 @@ def run_cnnzoo_fit(root: str, settings: dict[str, Any], steps: int, folder: Path
             "--trainer.enable_model_summary=false",
             "--wandb.enabled=false",
             "--seed_everything=0",
+            *options,
         ],
     )
+    cli.datamodule.setup("fit")  # read before the clock starts, as the other runs' data are
     torch.manual_seed(SEED)
     cli.model = ImageClassifier(ARCH)  # built from the same seed as the other runs' models
     start = clocks()

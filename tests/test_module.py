@@ -394,3 +394,35 @@ def test_a_training_step_reads_nothing_back_from_the_device(make_trainer, make_d
     reads = counter.mode.calls
     # The two loss logs: each reads the logged loss and whether the running loss is finite.
     assert sum(reads.values()) == 4, "\n".join(f"{n} x {where}" for where, n in reads.items())
+
+
+@pytest.mark.parametrize(("per_second", "drawn"), [(1e9, 30), (1e-9, 2)])
+def test_the_progress_bar_shows_the_logged_loss_and_draws_at_most_so_often(
+    per_second, drawn, make_trainer, make_digits, tmp_path, monkeypatch
+):
+    """The bar shows the step loss the loggers last wrote (the module keeps it off the bar,
+    which would read it from the device at every step), and redraws at most `per_second`
+    times a second: the first step and the epoch's last always."""
+    from cnnzoo.callbacks import ProgressBar
+
+    lightnings_bar = ProgressBar.__mro__[1]  # Rich's, or TQDM's where Rich is missing
+    draws = []
+    draw = lightnings_bar.on_train_batch_end
+    monkeypatch.setattr(
+        lightnings_bar, "on_train_batch_end", lambda *args: draws.append(1) or draw(*args)
+    )
+    bar = ProgressBar(per_second=per_second)
+    trainer = make_trainer(
+        max_epochs=1,
+        limit_train_batches=30,
+        limit_val_batches=0,
+        log_every_n_steps=10,
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=True,
+        callbacks=[bar],
+    )
+    module = ImageClassifier("lenet5")
+    trainer.fit(module, make_digits(batch_size=16))
+    assert len(draws) == drawn
+    logged = trainer.logged_metrics["train/loss_step"]
+    assert bar.get_metrics(trainer, module)["train/loss_step"] == logged
