@@ -24,7 +24,7 @@ from cnnzoo.optim import OptimizerSpec
 from cnnzoo_data import DigitsDataModule, ImageFolderDataModule
 from cnnzoo_data.datamodule import Splits
 from cnnzoo_data.folder import load_image
-from conftest import photo, run_cnnzoo, write_jpeg
+from conftest import cnnzoo_process, photo, run_cnnzoo, write_jpeg
 from PIL import Image
 
 pytestmark = pytest.mark.bad_input
@@ -47,6 +47,49 @@ def grey_checkpoint(tmp_path_factory) -> Path:
     )
     trainer.fit(ImageClassifier("lenet5"), DigitsDataModule(batch_size=16, num_workers=0))
     return root / "last.ckpt"
+
+
+# --- what the command prints -------------------------------------------------------------
+
+
+def test_an_expected_error_is_one_message_last_on_the_screen(tmp_path):
+    """`cnnzoo` prints an error the user can act on as one line, last, with exit status 1,
+    not wrapped in jsonargparse's dump of the data options; --debug shows the traceback."""
+    args = ["fit", "--data=cnnzoo_data.ImageFolderDataModule", "--data.root=no/such/folder"]
+    plain = cnnzoo_process(args, tmp_path, timeout=120)
+    assert plain.returncode == 1
+    last = plain.stderr.strip().splitlines()[-1]
+    assert last.startswith("cnnzoo: error: dataset folder ") and "no/such/folder" in last
+    assert "Traceback" not in plain.stderr and "Given value" not in plain.stderr
+    debug = cnnzoo_process([*args, "--debug"], tmp_path, timeout=120)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert "DatasetError: dataset folder" in debug.stderr
+
+
+def test_a_corrupt_image_in_a_run_ends_with_its_name_last(photo_tree, tmp_path):
+    """The error raised in a loader process comes out as its own message, without the
+    worker's traceback that the loader puts in it, and last: a W&B run (offline here) is
+    closed as failed before it is printed."""
+    (photo_tree / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 64)
+    result = cnnzoo_process(
+        [
+            "fit",
+            "--data=cnnzoo_data.ImageFolderDataModule",
+            f"--data.root={photo_tree}",
+            "--data.batch_size=4",
+            "--data.num_workers=1",
+            "--data.image_size=32",
+            "--model.arch=lenet5_relu",
+            "--trainer.max_epochs=1",
+        ],
+        tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("cnnzoo: error: cannot decode image ")
+    assert "broken.jpg" in lines[-1] and "--data.skip_corrupt true" in lines[-1]
+    assert "Traceback" not in result.stderr
 
 
 # --- images -----------------------------------------------------------------------------

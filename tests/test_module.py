@@ -426,3 +426,41 @@ def test_the_progress_bar_shows_the_logged_loss_and_draws_at_most_so_often(
     assert len(draws) == drawn
     logged = trainer.logged_metrics["train/loss_step"]
     assert bar.get_metrics(trainer, module)["train/loss_step"] == logged
+
+
+def test_output_to_a_file_gets_plain_progress_lines(make_trainer, make_digits, tmp_path, capsys):
+    """A run whose output is not a terminal prints a plain line at a steady interval and at
+    each epoch's end (every step here, interval 0): the step of the total, images a second,
+    the logged loss, the validation error, time gone and left; `cnnzoo fit` picks these
+    lines when its output is not a terminal, as under pytest."""
+    from cnnzoo.callbacks import ProgressLines
+    from cnnzoo_classify.cli import make_cli
+
+    trainer = make_trainer(
+        max_epochs=2,
+        limit_train_batches=10,
+        limit_val_batches=1,
+        log_every_n_steps=5,
+        logger=CSVLogger(tmp_path),
+        enable_progress_bar=True,
+        callbacks=[ProgressLines(every_s=0)],
+    )
+    trainer.fit(ImageClassifier("lenet5"), make_digits(batch_size=16))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * (10 + 1)  # each step, and each epoch's end
+    assert lines[0].startswith("epoch 1/2 | step 1/20 | ") and " img/s | " in lines[0]
+    assert "loss " not in lines[0] and "loss " in lines[5]  # logged from the 5th step on
+    assert "val top-1 error " in lines[10] and "about " in lines[10] and " left" in lines[10]
+    assert lines[-1].startswith("epoch 2/2 | step 20/20 | ")
+
+    cli = make_cli(
+        [
+            "fit",
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=0",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--wandb.enabled=false",
+            "--test_after_fit=false",
+        ]
+    )
+    assert isinstance(cli.trainer.progress_bar_callback, ProgressLines)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# There, on a lent GPU machine, after benchmarks/device/prepare.sh here: the GPU checks of
-# cnnzoo in one call, sized to a session's device time. Each step has its own time limit, a
+# There, on a machine with a GPU and no network, after benchmarks/device/prepare.sh here: the
+# GPU checks of cnnzoo in one run of about ten minutes. Each step has its own time limit, a
 # failed step does not stop the next, and everything lands under $OUT:
 #   reproduce   a sitting of `cnnzoo reproduce MODEL --dataset cifar10` on the fast path
 #               (on_device, channels_last, bf16-mixed, compile), as long as the call has time

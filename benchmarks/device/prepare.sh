@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Here, before a call to a lent GPU machine: put in .device/ (git-ignored) what that machine
-# lacks, to travel with the call (`carry: [".device"]`). It has no network and its own Python
+# Here, before a run on a machine with a GPU and no network: put in .device/ (git-ignored) what
+# that machine lacks, to go there with the repository. It has its own Python
 # (3.12) with torch, torchvision, lightning, timm, torchmetrics and pytest, but not cnnzoo, the
-# CLI's jsonargparse, or the data. See docs/guides/benchmarks.md, "On a lent GPU".
+# CLI's jsonargparse, or the data. See docs/guides/benchmarks.md, "On a machine with a GPU".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,5 +24,5 @@ commit=$(git rev-parse --short=12 HEAD)
 git diff --quiet HEAD -- packages apps || commit="$commit+dirty"
 echo "$commit" >.device/COMMIT
 du -sh .device
-echo "ready: run benchmarks/device/check.sh there, with carry [\".device\"] (and runs/<arch>" \
-    "to go on with a reproduction's sittings)"
+echo "ready: copy the repository with .device/ (and runs/<arch>, to go on with a" \
+    "reproduction's sittings) to the GPU machine and run benchmarks/device/check.sh there"

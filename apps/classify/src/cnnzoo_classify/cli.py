@@ -15,11 +15,13 @@ cnnzoo report                        the rows as a Markdown table and plots
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
-from cnnzoo import ImageClassifier, InputShapeError, model_card
+from cnnzoo import CnnzooError, ImageClassifier, InputShapeError, model_card
 from cnnzoo.checkpoint import check_checkpoint_file
 from cnnzoo.recipes import find_recipe, list_recipes
 from cnnzoo.sittings import SITTING_ENDED, RunClock, continued_log_versions
@@ -155,12 +157,7 @@ class CnnzooCLI(LightningCLI):
                 f"--data.image_size is {data_args.image_size}. Leave it out to use the paper's."
             )
         self._apply_wandb_options(config)
-        if config.trainer.get("enable_progress_bar") is False:  # Lightning refuses a bar then
-            config.trainer.callbacks = [
-                callback
-                for callback in config.trainer.callbacks or []
-                if not getattr(callback, "class_path", "").endswith("ProgressBar")
-            ]
+        self._choose_progress_bar(config)
         has_clock = False
         for callback in config.trainer.callbacks or []:
             class_path = getattr(callback, "class_path", "")
@@ -189,6 +186,22 @@ class CnnzooCLI(LightningCLI):
                 logger.init_args.version = resumed["csv"]
             if logger.class_path.endswith("WandbLogger") and "wandb" in resumed:
                 logger.init_args.id = resumed["wandb"]
+
+    @staticmethod
+    def _choose_progress_bar(config) -> None:
+        """The live bar on a terminal; plain lines at an interval when the output goes to a
+        file (a live bar there shows nothing until the epoch ends); none when the trainer
+        has the bar switched off (Lightning refuses one then)."""
+        off = config.trainer.get("enable_progress_bar") is False
+        kept = []
+        for callback in config.trainer.callbacks or []:
+            if getattr(callback, "class_path", "") == "cnnzoo.callbacks.ProgressBar":
+                if off:
+                    continue
+                if not sys.stdout.isatty():
+                    callback = Namespace(class_path="cnnzoo.callbacks.ProgressLines")
+            kept.append(callback)
+        config.trainer.callbacks = kept
 
     def _resumed_log_versions(self, config) -> dict:
         """The CSV log version (and W&B run id, after a clean sitting) of the run that
@@ -292,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
 def make_cli(argv: list[str]) -> CnnzooCLI:
     """Run a LightningCLI subcommand (fit, validate, test, predict) and return the CLI, whose
     trainer, model and data module hold what the run ended with."""
+    # `argv` is the command line, passed on: not the mix of two that LightningCLI warns of.
+    warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
     return CnnzooCLI(
         ImageClassifier,
         ClassificationDataModule,
@@ -302,5 +317,59 @@ def make_cli(argv: list[str]) -> CnnzooCLI:
     )
 
 
+# What a user can act on: our own errors, and a training that blew up (its message says what
+# to do). Anything else is a bug, and keeps its traceback.
+USER_ERRORS = (CnnzooError, FloatingPointError)
+DEBUG_FLAG = "--debug"
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The user-facing error in `exc`'s chain: jsonargparse and Lightning re-raise ours
+    inside their own (a data module's check fails while the config is instantiated)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def error_message(error: BaseException) -> str:
+    """The error's own words: without the quotes str() gives a KeyError, and without the
+    worker's traceback that a DataLoader puts before an error raised in its processes."""
+    text = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else str(error)
+    if "Original Traceback" in text:
+        text = text.rsplit(f"{type(error).__name__}: ", 1)[-1]
+    return text.strip()
+
+
+def _finish_wandb_run() -> None:
+    """Close a W&B run as failed, so that its own closing lines come before our message."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The `cnnzoo` command: `main`, with an error the user can act on printed as one message,
+    last, and exit status 1; the traceback with --debug or CNNZOO_DEBUG=1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("CNNZOO_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != DEBUG_FLAG]
+    try:
+        return main(argv)
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None or debug:
+            raise
+        _finish_wandb_run()
+        print(
+            f"\ncnnzoo: error: {error_message(error)} ({DEBUG_FLAG} shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -120,6 +121,77 @@ class ProgressBar(RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar):
         if loss is not None:
             metrics["train/loss_step"] = loss
         return metrics
+
+
+class ProgressLines(LightningProgressBar):
+    """The progress of a run whose output goes to a file (nohup, a batch queue's log), where
+    a live bar shows nothing until the epoch ends: one plain line every `every_s` seconds and
+    at each epoch's end, with the epoch, the step, images a second, the loss as the loggers
+    last wrote it, the validation error, and the time gone and left. `cnnzoo fit` uses it
+    when its standard output is not a terminal."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._enabled = True
+        self._start = self._last = 0.0
+        self._first_step = 0
+        self._images = 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._last = time.monotonic()
+        self._first_step = trainer.global_step
+        self._images = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        first = batch[0] if isinstance(batch, list | tuple) else batch
+        self._images += len(first)
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self._print(trainer, now)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last = now = time.monotonic()
+        self._print(trainer, now, epoch_end=True)
+
+    def _print(self, trainer: L.Trainer, now: float, epoch_end: bool = False) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+        total = trainer.estimated_stepping_batches
+        step = trainer.global_step
+        gone = now - self._start
+        parts = [
+            f"epoch {trainer.current_epoch + 1}" + (f"/{epochs}" if epochs else ""),
+            f"step {step:,}" + (f"/{total:,}" if math.isfinite(total) else ""),
+            f"{self._images / gone:,.0f} img/s" if gone > 0 else "",
+        ]
+        metrics = trainer.logged_metrics
+        if "train/loss_step" in metrics:
+            parts.append(f"loss {float(metrics['train/loss_step']):.4g}")
+        if epoch_end and "val/top1_error" in trainer.callback_metrics:
+            parts.append(
+                f"val top-1 error {100 * float(trainer.callback_metrics['val/top1_error']):.2f}%"
+            )
+        done = step - self._first_step
+        left = ""
+        if done > 0 and math.isfinite(total) and total > step:
+            left = f", about {_clock((total - step) * gone / done)} left"
+        parts.append(f"{_clock(gone)} gone{left}")
+        print(" | ".join(part for part in parts if part), flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _image_name(dataset, index: int) -> str:

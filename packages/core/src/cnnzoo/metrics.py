@@ -10,7 +10,8 @@ from torchmetrics import Metric
 
 class TopKError(Metric):
     """1 - top-k accuracy over all samples (micro average), as fractions in [0, 1], for
-    several k at once: `compute()` gives one error per k, in the order of `ks`.
+    several k at once: `compute()` gives one error per k, in the order of `ks` (a 0-d
+    tensor for a single k: torchmetrics squeezes one-element results).
 
     One `topk` of the logits serves every k, and the counts grow in place. torchmetrics'
     MulticlassAccuracy (one metric per k) checks, formats and one-hot encodes its inputs at

@@ -177,7 +177,8 @@ class ImageClassifier(L.LightningModule):
         # metadata), a fifth of a LeNet-5 step (benchmarks/lenet_mnist_epoch.py).
         metric = self.errors[f"{stage}_errors"]
         if metric.update_called:
-            for k, error in zip(metric.ks, metric.compute(), strict=True):
+            errors = metric.compute().reshape(len(metric.ks))  # torchmetrics squeezes one k
+            for k, error in zip(metric.ks, errors, strict=True):
                 self.log(f"{stage}/top{k}_error", error, on_step=False, on_epoch=True)
         metric.reset()
 
