@@ -88,19 +88,12 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="print where each read comes from")
     args = parser.parse_args()
 
-    from cnnzoo import ImageClassifier
-    from cnnzoo.recipes import find_recipe
-    from cnnzoo_classify.cli import CnnzooCLI
-    from cnnzoo_data import ClassificationDataModule
+    from cnnzoo_classify.cli import make_cli
 
     first, last = 20, 20 + args.steps
-    cli = CnnzooCLI(
-        ImageClassifier,
-        ClassificationDataModule,
-        subclass_mode_data=True,
-        run=False,
-        args=[
-            f"--config={find_recipe('resnet20_cifar10')}",
+    cli = make_cli(
+        [
+            "--config=resnet20_cifar10",
             f"--data.root={args.root}",
             "--data.on_device=true",
             "--data.batch_size=16",
@@ -109,6 +102,7 @@ def main() -> None:
             f"--trainer.max_steps={last + 1}",
             "--trainer.limit_val_batches=2",
         ],
+        run=False,
     )
     counter = CountSteps(first, last, args.trace)
     cli.trainer.callbacks.append(counter)

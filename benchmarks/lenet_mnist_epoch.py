@@ -136,15 +136,10 @@ def run_cnnzoo_fit(
     learning-rate monitor and the progress bar (W&B off: it would start a service process).
     Only the validation pass is left out, as the plain loop has none. The model and
     optimiser are ImageClassifier's defaults, as in the other runs."""
-    from cnnzoo_classify.cli import CnnzooCLI
-    from cnnzoo_data import ClassificationDataModule
+    from cnnzoo_classify.cli import make_cli
 
-    cli = CnnzooCLI(
-        ImageClassifier,
-        ClassificationDataModule,
-        subclass_mode_data=True,
-        run=False,
-        args=[
+    cli = make_cli(
+        [
             f"--model.arch={ARCH}",
             "--data=cnnzoo_data.MNISTDataModule",
             f"--data.root={root}",
@@ -160,6 +155,7 @@ def run_cnnzoo_fit(
             "--seed_everything=0",
             *options,
         ],
+        run=False,
     )
     cli.datamodule.setup("fit")  # read before the clock starts, as the other runs' data are
     torch.manual_seed(SEED)

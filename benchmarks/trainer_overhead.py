@@ -33,6 +33,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from cnnzoo import ImageClassifier
+from cnnzoo_data import MNISTDataModule
 from lenet_mnist_epoch import (
     ARCH,
     REPO_ROOT,
@@ -90,6 +91,49 @@ MODULES = {
 }
 
 
+def piece_costs(batch: int = 32, classes: int = 10, repeats: int = 5000) -> dict[str, float]:
+    """Microseconds a call of each piece of the step costs alone, before and after it was
+    made cheaper (the median of 5 timings of `repeats` calls): steadier than whole fits on a
+    shared machine, where the rounds spread by more than these differences."""
+    from cnnzoo.metrics import TopKError
+    from torchmetrics import MeanMetric
+
+    logits, target = torch.randn(batch, classes), torch.randint(0, classes, (batch,))
+    loss = torch.tensor(2.3)
+    ours, mean_ours = TopKError((1, 5)), MeanMetric(nan_strategy="disable")
+    theirs = [MulticlassAccuracy(classes, top_k=k, average="micro") for k in (1, 5)]
+    mean_theirs = MeanMetric()
+
+    labels = MNISTDataModule(root="unused")  # its label check, without loading anything
+
+    def finite_check() -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError
+
+    pieces = {
+        "top-1/top-5 errors, torchmetrics (before)": lambda: [
+            m.update(logits, target) for m in theirs
+        ],
+        "top-1/top-5 errors, TopKError (now)": lambda: ours.update(logits, target),
+        "epoch mean loss, MeanMetric with its NaN check (before)": lambda: mean_theirs.update(loss),
+        "epoch mean loss, MeanMetric(nan_strategy='disable') (now)": lambda: mean_ours.update(loss),
+        "finite-loss check, every step (before; now at the loss logs)": finite_check,
+        "labels checked, every batch (before; now once at setup)": lambda: labels._check_labels(
+            target
+        ),
+    }
+    costs = {}
+    for name, piece in pieces.items():
+        timings = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                piece()
+            timings.append((time.perf_counter() - start) / repeats * 1e6)
+        costs[name] = statistics.median(timings)
+    return costs
+
+
 def run_module(cls: type[ImageClassifier], dm, steps: int) -> float:
     torch.manual_seed(SEED)
     module = cls(ARCH)
@@ -130,6 +174,11 @@ def main() -> None:
     ms = {name: 1e3 * statistics.median(times) / args.steps for name, times in seconds.items()}
     print(f"\nLeNet-5, MNIST batches of {settings.get('batch_size')}, {args.threads} threads, ")
     print(f"medians of {args.rounds} rounds of {args.steps} steps\n")
+    print("| piece of the step | µs a call |")
+    print("|---|---:|")
+    for name, cost in piece_costs().items():
+        print(f"| {name} | {cost:.1f} |")
+    print()
     print("| run | ms/step | above plain, ms | / plain |")
     print("|---|---:|---:|---:|")
     for name, value in ms.items():

@@ -302,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     return SITTING_ENDED if clock is not None and clock.stopped_for_time else 0
 
 
-def make_cli(argv: list[str]) -> CnnzooCLI:
+def make_cli(argv: list[str], run: bool = True) -> CnnzooCLI:
     """Run a LightningCLI subcommand (fit, validate, test, predict) and return the CLI, whose
-    trainer, model and data module hold what the run ended with."""
+    trainer, model and data module hold what the run ended with. With `run=False`, `argv`
+    has no subcommand and the CLI only builds them (benchmarks time their own `fit`)."""
     # `argv` is the command line, passed on: not the mix of two that LightningCLI warns of.
     warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
     return CnnzooCLI(
@@ -314,6 +315,7 @@ def make_cli(argv: list[str]) -> CnnzooCLI:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         args=_expand_recipe_names(argv),
+        run=run,
     )
 
 
