@@ -15,6 +15,7 @@ cnnzoo report                        the rows as a Markdown table and plots
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -302,12 +303,21 @@ def main(argv: list[str] | None = None) -> int:
     return SITTING_ENDED if clock is not None and clock.stopped_for_time else 0
 
 
+def _no_tips(record: logging.LogRecord) -> bool:
+    """Leave out Lightning's advertisements ("Tip: try installing litlogger ...")."""
+    return "Tip: " not in record.getMessage()
+
+
 def make_cli(argv: list[str], run: bool = True) -> CnnzooCLI:
     """Run a LightningCLI subcommand (fit, validate, test, predict) and return the CLI, whose
     trainer, model and data module hold what the run ended with. With `run=False`, `argv`
     has no subcommand and the CLI only builds them (benchmarks time their own `fit`)."""
     # `argv` is the command line, passed on: not the mix of two that LightningCLI warns of.
     warnings.filterwarnings("ignore", "LightningCLI's args parameter is intended")
+    # Lightning 2.6 asks torch's pytree in a way torch 2.14 deprecates: nothing a user can
+    # change, printed at every run.
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_tips)
     return CnnzooCLI(
         ImageClassifier,
         ClassificationDataModule,
