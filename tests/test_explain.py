@@ -515,3 +515,21 @@ def test_wandb_gets_the_pictures_offline(tmp_path, capsys):
     assert len(runs) == 1
     media = list(runs[0].rglob("*.png"))
     assert media, "the offline run holds the logged picture"
+
+
+def test_a_decoded_photo_is_taken_without_numpys_read_only_warning(tmp_path):
+    """PIL's decoded arrays are read-only; the photo is copied, not handed to torch as is
+    (which warns on every explained image), and cropped to the model's square."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    decoded = np.asarray(Image.open(tmp_path / "a.png"))
+    assert not decoded.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels = Preprocessing(in_chans=3, image_size=32, data=None).photo(decoded)
+    assert pixels.shape == (3, 32, 32) and pixels.dtype == torch.uint8

@@ -170,7 +170,8 @@ class Preprocessing:
             array = array.astype(np.uint8) * 255
         if array.ndim == 2:
             array = array[..., None]
-        pixels = torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1)[None]
+        # A copy: a decoded file's array is read-only, which torch.from_numpy warns about.
+        pixels = torch.from_numpy(np.array(array[..., :3])).permute(2, 0, 1)[None]
         height, width = pixels.shape[-2:]
         scale = self.image_size / min(height, width)
         size = (
