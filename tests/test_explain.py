@@ -533,3 +533,33 @@ def test_a_decoded_photo_is_taken_without_numpys_read_only_warning(tmp_path):
         warnings.simplefilter("error")
         pixels = Preprocessing(in_chans=3, image_size=32, data=None).photo(decoded)
     assert pixels.shape == (3, 32, 32) and pixels.dtype == torch.uint8
+
+
+def test_a_checkpoint_names_its_classes_and_explained_files_keep_their_names(
+    photo_tree, tmp_path, make_trainer
+):
+    """A model trained on class folders keeps their names in its checkpoints: explaining an
+    image file with only the checkpoint titles classes by name, not "class 1", and writes
+    `occlusion_0_c.png` for c.jpg, not `c.jpg.png`."""
+    from cnnzoo.callbacks import _class_names
+    from cnnzoo_data import ImageFolderDataModule
+    from cnnzoo_explain.cli import Session, build_parser
+
+    data = ImageFolderDataModule(root=str(photo_tree), image_size=32, num_workers=0)
+    module = cnnzoo.ImageClassifier("lenet5_relu", num_classes=3, in_chans=3)
+    trainer = make_trainer(max_steps=1, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, data)
+    checkpoint = tmp_path / "folders.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    assert module.classes == ["cat", "coffee", "rocket"]
+    reloaded = cnnzoo.ImageClassifier.from_checkpoint(str(checkpoint))
+    assert reloaded.classes == ["cat", "coffee", "rocket"]
+    assert _class_names(L.Trainer(logger=False), reloaded) == ["cat", "coffee", "rocket"]
+
+    image = photo_tree / "val" / "coffee" / "c.jpg"
+    out = tmp_path / "explained"
+    args = ["occlusion", "--checkpoint", str(checkpoint), "--image", str(image), "--out", str(out)]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["occlusion_0_c.png"]
+    session = Session(build_parser().parse_args(args), needs_dataset=False)
+    assert [session.class_name(k) for k in range(3)] == ["cat", "coffee", "rocket"]

@@ -186,6 +186,7 @@ def test_a_trained_checkpoint_exports_with_its_logits_and_normalisation(
     # lenet5_digits trains with LeNet-5's own scaling, background -0.1 and ink 1.175.
     assert meta.mean == pytest.approx(LENET_MEAN) and meta.std == pytest.approx(LENET_STD)
     assert str(checkpoint) in meta.weights
+    assert meta.class_names == tuple(str(digit) for digit in range(10))  # the data's names
     trained = ImageClassifier.from_checkpoint(str(checkpoint)).model.eval()
     images = digits()
     with torch.no_grad():

@@ -69,6 +69,8 @@ class ExportMetadata:
     # Inputs are (pixels / 255 - mean) / std per channel; None where no run recorded them.
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    # The class of each output, from the checkpoint's data; None where it named none.
+    class_names: tuple[str, ...] | None = None
 
     def to_props(self) -> dict[str, str]:
         """ONNX metadata_props: strings as they are, everything else as JSON."""
@@ -81,7 +83,9 @@ class ExportMetadata:
     def from_props(cls, props: dict[str, str]) -> ExportMetadata:
         values = {}
         for field in dataclasses.fields(cls):
-            text = props[f"cnnzoo.{field.name}"]
+            text = props.get(f"cnnzoo.{field.name}")
+            if text is None and field.default is not dataclasses.MISSING:
+                continue  # a file written before the field existed
             values[field.name] = text if field.type == "str" else json.loads(text)
         return cls.from_dict(values)
 
@@ -97,6 +101,7 @@ def model_metadata(
     weights: str = "random init",
     mean: Iterable[float] | None = None,
     std: Iterable[float] | None = None,
+    class_names: Iterable[str] | None = None,
 ) -> ExportMetadata:
     card = model.card
     return ExportMetadata(
@@ -110,6 +115,7 @@ def model_metadata(
         weights=weights,
         mean=None if mean is None else tuple(mean),
         std=None if std is None else tuple(std),
+        class_names=None if class_names is None else tuple(class_names),
     )
 
 
@@ -279,6 +285,7 @@ class LoadedModel:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     note: str = ""  # why the normalisation is unknown, where it is
+    classes: tuple[str, ...] | None = None  # the class names of the checkpoint's data
 
 
 def _data_normalization(data: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -347,7 +354,8 @@ def load_model(
             f"the checkpoint holds a {saved['arch']!r} model, not {arch!r}. Leave the model "
             f"name out (it comes from the checkpoint), or pass a checkpoint of {arch!r}."
         )
-    model = ImageClassifier.from_checkpoint(str(checkpoint)).model.eval()
+    module = ImageClassifier.from_checkpoint(str(checkpoint))
+    model = module.model.eval()
     for option, asked, built in (
         ("--num-classes", num_classes, model.num_classes),
         ("--in-chans", in_chans, model.in_chans),
@@ -359,7 +367,9 @@ def load_model(
             )
     mean, std, note = checkpoint_normalization(checkpoint, contents)
     epoch, step = contents.get("epoch"), contents.get("global_step")
-    return LoadedModel(model, f"{checkpoint} (epoch {epoch}, step {step})", mean, std, note)
+    classes = tuple(module.classes) if module.classes else None
+    weights = f"{checkpoint} (epoch {epoch}, step {step})"
+    return LoadedModel(model, weights, mean, std, note, classes)
 
 
 def example_batches(
@@ -431,7 +441,9 @@ def export(args: argparse.Namespace) -> Path:
         output = args.checkpoint.with_suffix(suffix)
     else:
         output = Path(f"{model.name}{suffix}")
-    metadata = model_metadata(model, image_size, loaded.weights, loaded.mean, loaded.std)
+    metadata = model_metadata(
+        model, image_size, loaded.weights, loaded.mean, loaded.std, loaded.classes
+    )
     example = example_batches(model.in_chans, image_size, [2])[0]
     export_model(model, args.format, output, example, metadata)
     print(f"wrote {output} ({args.format}, {model.name}, weights: {loaded.weights})")

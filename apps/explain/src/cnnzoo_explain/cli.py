@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from cnnzoo import CnnzooError, model_card
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from cnnzoo_explain import deconvnet, filters, gradcam, occlusion, retrieval
 from cnnzoo_explain.errors import CheckpointError
@@ -133,6 +134,10 @@ class Session:
             )
         self.model = model.to(self.device).eval()
         self.name = name
+        # The class names: the named dataset's, else those the checkpoint's data had.
+        self.classes = (
+            (self.data.classes if self.data else None) or getattr(model, "classes", None) or []
+        )
         self.preprocessing = Preprocessing(model.in_chans, self.image_size, self.data)
         self.out = Path(args.out or Path("runs") / "explain" / args.view)
 
@@ -149,14 +154,14 @@ class Session:
         return default_layer(self.model, inputs)
 
     def class_name(self, index: int) -> str:
-        classes = self.data.classes if self.data else []
+        classes = self.classes
         return classes[index] if index < len(classes) else f"class {index}"
 
     def target_classes(self, batch: ImageBatch) -> list[int | None]:
         wanted = getattr(self.args, "target_class", None)
         if wanted is None:
             return list(batch.labels)
-        classes = self.data.classes if self.data else []
+        classes = self.classes
         if wanted in classes:
             return [classes.index(wanted)] * len(batch.labels)
         if not wanted.isdigit() or int(wanted) >= self.model.num_classes:
@@ -172,6 +177,10 @@ class Session:
 
 
 def _slug(text: str) -> str:
+    """A file-name part for an image's name: an image file's stem ("00000.png" gives
+    "00000", not "00000.png.png" once the view's own ".png" follows)."""
+    if Path(text).suffix.lower() in IMG_EXTENSIONS:
+        text = Path(text).stem
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 

@@ -12,7 +12,8 @@ from cnnzoo_explain.errors import CheckpointError
 
 def load_checkpoint(path: str, device: str = "cpu") -> ClassifierNet:
     """The trained model of a cnnzoo checkpoint (`cnnzoo fit` writes them); the arch is read
-    from the checkpoint."""
+    from the checkpoint, and the class names of its data, where it has them, are the model's
+    `classes`."""
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(
@@ -33,7 +34,9 @@ def load_checkpoint(path: str, device: str = "cpu") -> ClassifierNet:
         )
     from cnnzoo import ImageClassifier
 
-    return ImageClassifier.from_checkpoint(str(file), map_location=device).model
+    module = ImageClassifier.from_checkpoint(str(file), map_location=device)
+    module.model.classes = module.classes
+    return module.model
 
 
 def load_model(

@@ -69,7 +69,7 @@ class PredictionGallery(L.Callback):
             images = [scales[0][0] for scales in images]
         elif images.ndim == 5:  # multi-crop batches: show the first crop
             images = images[:, 0]
-        classes = getattr(trainer.datamodule, "classes", None)
+        classes = _class_names(trainer, module)
         fig = prediction_figure(images, target, predicted, classes)
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"predictions-{stage}.png", dpi=100)
@@ -194,6 +194,12 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _class_names(trainer: L.Trainer, module: L.LightningModule) -> list[str] | None:
+    """The data's class names, or, for data that names none (a folder of unlabelled images
+    to predict), those of the data the model learned, from its checkpoint."""
+    return getattr(trainer.datamodule, "classes", None) or getattr(module, "classes", None)
+
+
 def _image_name(dataset, index: int) -> str:
     """The file an item came from, when the dataset knows it (ImageFolder), else its index."""
     while hasattr(dataset, "base") or hasattr(dataset, "indices"):
@@ -238,7 +244,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
-        classes = getattr(trainer.datamodule, "classes", None)
+        classes = _class_names(trainer, pl_module)
         dataset = trainer.predict_dataloaders.dataset
         labels = batch[1].tolist() if isinstance(batch, list | tuple) and len(batch) > 1 else None
         probs = prediction["probs"].float().cpu()

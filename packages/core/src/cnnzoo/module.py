@@ -141,6 +141,9 @@ class ImageClassifier(L.LightningModule):
         # device at every step; a non-finite loss makes its running sum non-finite, which
         # `_check_finite_loss` reads where the host waits for the device anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
+        # The class names of the data it learned (None: the data named none), kept in its
+        # checkpoints, so that predict, explain and the gallery name classes without the data.
+        self.classes: list[str] | None = None
         self._finite_until = 0  # the last step at which the running loss was seen finite
         ks = tuple(k for k in (1, 5) if k < classes)
         self.errors = torch.nn.ModuleDict(
@@ -327,6 +330,9 @@ class ImageClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         # A model with fewer outputs than the data has classes fails here, before any step,
         # rather than as an index error deep in the loss (or a CUDA assert).
+        names = getattr(self.trainer.datamodule, "classes", None)
+        if names:
+            self.classes = [str(name) for name in names]
         data_classes = getattr(self.trainer.datamodule, "num_classes", None)
         if data_classes is not None and data_classes > self.model.num_classes:
             raise CnnzooError(
@@ -355,6 +361,7 @@ class ImageClassifier(L.LightningModule):
             "arch": self.hparams.arch,
             "pretrained": self.hparams.pretrained,
             "card": self.card.to_dict(),
+            "classes": self.classes,
             "versions": _versions(),
             # The RNG states make a resumed run draw the same dropout masks and augmentations.
             "rng_states": _rng_states(),
@@ -370,6 +377,7 @@ class ImageClassifier(L.LightningModule):
                 f"--model.arch {arch}, or a checkpoint of {self.hparams.arch!r}."
             )
         self._check_shapes(checkpoint.get("state_dict", {}), hparams)
+        self.classes = saved.get("classes") or self.classes
         if "rng_states" in saved:
             _restore_rng_states(saved["rng_states"])
 
