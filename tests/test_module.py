@@ -464,3 +464,14 @@ def test_output_to_a_file_gets_plain_progress_lines(make_trainer, make_digits, t
         ]
     )
     assert isinstance(cli.trainer.progress_bar_callback, ProgressLines)
+
+
+@pytest.mark.parametrize("arch", ["lenet5", "resnet20"])
+def test_the_model_summary_counts_twice_our_multiply_adds_as_flops(arch):
+    """Lightning's summary counts the FLOPs of one image at the paper's size (it printed
+    "Total FLOPs: 0" without an example input): a multiply-add is two FLOPs."""
+    from cnnzoo.complexity import count_macs
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    module = ImageClassifier(arch)
+    assert ModelSummary(module).total_flops == 2 * count_macs(module.model, module.card.input_size)

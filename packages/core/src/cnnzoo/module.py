@@ -119,6 +119,9 @@ class ImageClassifier(L.LightningModule):
             arch, num_classes, in_chans, pretrained=pretrained, **(model_kwargs or {})
         )
         self.card = self.model.card
+        # One image at the paper's size: Lightning's model summary counts the FLOPs of a
+        # forward pass on it, in eval mode (it shows "Total FLOPs: 0" without one).
+        self.example_input_array = torch.zeros(1, self.model.in_chans, *self.card.input_size[1:])
         self.aux_loss_weight = (
             aux_loss_weight if aux_loss_weight is not None else self.card.aux_loss_weight
         )

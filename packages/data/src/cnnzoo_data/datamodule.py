@@ -330,6 +330,8 @@ class ClassificationDataModule(L.LightningDataModule):
         return loader.sampler.epoch
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # a model's example input (its summary): no labels
+            return batch
         # Checked on the CPU, before the batch moves; labels held in memory were all checked
         # once, in setup.
         if not self._labels_checked:
@@ -337,6 +339,8 @@ class ClassificationDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # a model's example input (its summary)
+            return batch
         if self.on_device:
             indices, split = batch
             epoch = self._training_epoch() if split == "train" else 0
