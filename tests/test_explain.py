@@ -30,6 +30,7 @@ from cnnzoo_explain.errors import ChannelError, LayerNotFoundError, NotConvoluti
 from cnnzoo_explain.filters import normalized
 from cnnzoo_explain.images import DatasetImages, Preprocessing, load_images
 from cnnzoo_explain.retrieval import embed_dataset
+from conftest import cnnzoo_process
 from torch.utils.data import DataLoader, TensorDataset
 
 TRAIN_IMAGES = 6000  # one pass of LeNet-5 over them: about 97% on the test digits, ~10 s
@@ -559,7 +560,8 @@ def test_a_checkpoint_names_its_classes_and_explained_files_keep_their_names(
     image = photo_tree / "val" / "coffee" / "c.jpg"
     out = tmp_path / "explained"
     args = ["occlusion", "--checkpoint", str(checkpoint), "--image", str(image), "--out", str(out)]
-    assert main(args) == 0
+    explained = cnnzoo_process(["explain", *args], tmp_path, timeout=300)  # the real command
+    assert explained.returncode == 0, explained.stderr
     assert sorted(p.name for p in out.iterdir()) == ["occlusion_0_c.png"]
     session = Session(build_parser().parse_args(args), needs_dataset=False)
     assert [session.class_name(k) for k in range(3)] == ["cat", "coffee", "rocket"]

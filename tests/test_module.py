@@ -475,3 +475,27 @@ def test_the_model_summary_counts_twice_our_multiply_adds_as_flops(arch):
 
     module = ImageClassifier(arch)
     assert ModelSummary(module).total_flops == 2 * count_macs(module.model, module.card.input_size)
+
+
+def test_cnnzoo_fit_into_a_file_logs_progress_lines(tmp_path):
+    """`cnnzoo fit` with its output in a file (as under nohup or a batch queue) prints the
+    plain progress lines, not a live bar that shows nothing until the epoch ends."""
+    from conftest import cnnzoo_process
+
+    result = cnnzoo_process(
+        [
+            "fit",
+            "--config=lenet5_digits",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=5",
+            "--trainer.limit_val_batches=1",
+            "--wandb.enabled=false",
+        ],
+        tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert lines and lines[-1].startswith("epoch 1/1 | step 5/5 | ")
+    assert "val top-1 error " in lines[-1]
+    assert "Epoch 0/" not in result.stdout  # Rich's live bar ("Epoch 0/0 ━━━ 5/5 ...")
