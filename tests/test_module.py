@@ -396,6 +396,19 @@ def test_a_training_step_reads_nothing_back_from_the_device(make_trainer, make_d
     assert sum(reads.values()) == 4, "\n".join(f"{n} x {where}" for where, n in reads.items())
 
 
+def trainer_with_a_bar(make_trainer, folder, bar, epochs: int, steps: int, log_every: int):
+    """A trainer with a progress bar and a CSV log (the logged loss is what bars show)."""
+    return make_trainer(
+        max_epochs=epochs,
+        limit_train_batches=steps,
+        limit_val_batches=1,
+        log_every_n_steps=log_every,
+        logger=CSVLogger(folder),
+        enable_progress_bar=True,
+        callbacks=[bar],
+    )
+
+
 @pytest.mark.parametrize(("per_second", "drawn"), [(1e9, 30), (1e-9, 2)])
 def test_the_progress_bar_shows_the_logged_loss_and_draws_at_most_so_often(
     per_second, drawn, make_trainer, make_digits, tmp_path, monkeypatch
@@ -412,15 +425,7 @@ def test_the_progress_bar_shows_the_logged_loss_and_draws_at_most_so_often(
         lightnings_bar, "on_train_batch_end", lambda *args: draws.append(1) or draw(*args)
     )
     bar = ProgressBar(per_second=per_second)
-    trainer = make_trainer(
-        max_epochs=1,
-        limit_train_batches=30,
-        limit_val_batches=0,
-        log_every_n_steps=10,
-        logger=CSVLogger(tmp_path),
-        enable_progress_bar=True,
-        callbacks=[bar],
-    )
+    trainer = trainer_with_a_bar(make_trainer, tmp_path, bar, epochs=1, steps=30, log_every=10)
     module = ImageClassifier("lenet5")
     trainer.fit(module, make_digits(batch_size=16))
     assert len(draws) == drawn
@@ -436,15 +441,8 @@ def test_output_to_a_file_gets_plain_progress_lines(make_trainer, make_digits, t
     from cnnzoo.callbacks import ProgressLines
     from cnnzoo_classify.cli import make_cli
 
-    trainer = make_trainer(
-        max_epochs=2,
-        limit_train_batches=10,
-        limit_val_batches=1,
-        log_every_n_steps=5,
-        logger=CSVLogger(tmp_path),
-        enable_progress_bar=True,
-        callbacks=[ProgressLines(every_s=0)],
-    )
+    bar = ProgressLines(every_s=0)
+    trainer = trainer_with_a_bar(make_trainer, tmp_path, bar, epochs=2, steps=10, log_every=5)
     trainer.fit(ImageClassifier("lenet5"), make_digits(batch_size=16))
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 * (10 + 1)  # each step, and each epoch's end
