@@ -118,6 +118,12 @@ class DenseNet(ClassifierNet):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
+        rate_ok = isinstance(drop_rate, int | float) and not isinstance(drop_rate, bool)
+        if not rate_ok or not 0 <= drop_rate < 1:  # NaN fails the comparison too
+            raise ValueError(
+                f"drop_rate must be a probability in [0, 1) (the paper's 0.2 on data without "
+                f"augmentation, 0 with it); got {drop_rate!r}."
+            )
         self.config = config
         self.num_classes = num_classes
         self.in_chans = in_chans
