@@ -113,15 +113,15 @@ class Profile(L.Callback):
 
 
 def profile_table(args: argparse.Namespace, steps: int = 20) -> str:
-    """Where a step of the cnnzoo fast path spends its time: the profiler's tables by device
-    time and by host time (each per step: the totals over `steps` steps / steps)."""
+    """Where a step of the cnnzoo fast path spends its time: the profiler's tables by GPU
+    kernel time (CPU time without a GPU) and by host time, totals over `steps` steps."""
     profile = Profile(args.skip, steps)
     cnnzoo_run(args, on_device=True, callbacks=[profile])(args.skip + 2 + steps + 1)
     averages = profile.profiler.key_averages()
-    by_device = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    by_kernels = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
     return (
         f"{steps} steps of the cnnzoo fast path (totals over the steps)\n\n"
-        f"by device time:\n{averages.table(sort_by=by_device, row_limit=30)}\n"
+        f"by GPU kernel time:\n{averages.table(sort_by=by_kernels, row_limit=30)}\n"
         f"by host time:\n{averages.table(sort_by='self_cpu_time_total', row_limit=30)}\n"
     )
 

@@ -3,9 +3,9 @@ checkpoints, so that a run stopped and resumed (`--ckpt_path last`) goes on with
 clock and the same CSV log, and can be cut into sittings of a set length, each handing its
 W&B run on to the next.
 
-Papers' schedules outlast what one job may hold a machine: a queue's time limit, a lent GPU's
-minutes. `RunClock(sitting_minutes=M)` ends a sitting at the last epoch end that keeps it
-within M minutes (judged by its longest epoch so far), after which `last.ckpt` is written as
+Papers' schedules outlast what one job may hold a machine: a queue's time limit, a shared
+GPU's time slot. `RunClock(sitting_minutes=M)` ends a sitting at the last epoch end that keeps
+it within M minutes (judged by its longest epoch so far), after which `last.ckpt` is written as
 after every epoch; the next sitting resumes from it. The clock counts each sitting up to its
 last checkpoint: the work a killed sitting loses is counted once, when it is done again.
 """
