@@ -331,11 +331,11 @@ class ImageClassifier(L.LightningModule):
         )
 
     def setup(self, stage: str) -> None:
+        names = getattr(self.trainer.datamodule, "classes", None)
+        if names:  # kept in the checkpoints (see `classes`)
+            self.classes = [str(name) for name in names]
         # A model with fewer outputs than the data has classes fails here, before any step,
         # rather than as an index error deep in the loss (or a CUDA assert).
-        names = getattr(self.trainer.datamodule, "classes", None)
-        if names:
-            self.classes = [str(name) for name in names]
         data_classes = getattr(self.trainer.datamodule, "num_classes", None)
         if data_classes is not None and data_classes > self.model.num_classes:
             raise CnnzooError(
