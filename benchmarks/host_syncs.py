@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="print where each read comes from")
     args = parser.parse_args()
 
-    from cnnzoo_classify.cli import make_cli
+    from cnnzoo_classify.trainer import make_cli
 
     first, last = 20, 20 + args.steps
     cli = make_cli(

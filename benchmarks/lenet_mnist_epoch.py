@@ -136,7 +136,7 @@ def run_cnnzoo_fit(
     learning-rate monitor and the progress bar (W&B off: it would start a service process).
     Only the validation pass is left out, as the plain loop has none. The model and
     optimiser are ImageClassifier's defaults, as in the other runs."""
-    from cnnzoo_classify.cli import make_cli
+    from cnnzoo_classify.trainer import make_cli
 
     cli = make_cli(
         [

@@ -518,3 +518,52 @@ def test_command_fits_tests_and_predicts_coco_results(coco128, tmp_path, monkeyp
     loaded = ground_truth.loadRes(results)  # pycocotools reads the file as COCO results
     assert len(loaded.anns) == len(results)
     assert sorted(p.name for p in (run / "predictions").glob("*.png")) == ["25.png", "9.png"]
+
+
+@pytest.mark.slow
+def test_a_resumed_detection_run_goes_on_in_the_same_log_and_clock(coco128, tmp_path, monkeypatch):
+    """The run framework is the classification command's: `--ckpt_path last` continues the
+    CSV log's version and the run clock, and a sitting's time limit ends it with status 75."""
+    from cnnzoo.sittings import SITTING_ENDED, saved_clock
+    from cnnzoo_detect.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    common = [
+        "--model.backbone", "mobilenet_v1_025", "--model.neck", "single",
+        "--model.faster_rcnn", json.dumps(FEW_PROPOSALS),
+        "--data.root", str(coco128),  # the default data module: COCO
+        "--data.val_split", "train2017", "--data.max_images", "2", "--data.batch_size", "1",
+        "--data.min_size", "128", "--data.max_size", "224", "--data.num_workers", "0",
+        "--data.empty_images", "skip", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.limit_val_batches", "1",
+        "--test_after_fit", "false", "--wandb.enabled", "false",
+    ]  # fmt: skip
+    # A sitting of a second holds one epoch of a 3-epoch schedule, not two.
+    assert main(["fit", *common, "--trainer.max_epochs", "3", "--sitting_minutes", "0.0001"]) == (
+        SITTING_ENDED
+    )
+    run = tmp_path / "runs" / "mobilenet_v1_025_single"
+    last = run / "checkpoints" / "last.ckpt"
+    first = saved_clock(last)
+    assert first["sittings"] == 1 and first["sitting_ended"]
+    assert main(["fit", *common, "--trainer.max_epochs", "3", "--ckpt_path", "last"]) == 0
+    assert [p.name for p in run.glob("version_*")] == ["version_0"]  # one log, continued
+    rows = (run / "version_0" / "metrics.csv").read_text().splitlines()
+    epochs = {line.split(",")[0] for line in rows[1:]} if rows else set()
+    assert rows and len(epochs) >= 1
+    logged = (run / "version_0" / "metrics.csv").read_text()
+    assert "val/map" in logged
+    second = saved_clock(last)
+    assert second["sittings"] == 2 and second["wall_time_s"] > first["wall_time_s"]
+    assert torch.load(last, weights_only=False)["epoch"] == 2  # the schedule's last epoch
+
+
+@pytest.mark.bad_input
+def test_the_detection_command_prints_a_users_error_in_one_line(capsys):
+    """As `cnnzoo` does: the message last, status 1, no traceback (COCO is the default data)."""
+    from cnnzoo_detect.cli import run
+
+    assert run(["fit", "--data.root", "/nowhere"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("cnnzoo-detect: error: no COCO folder at /nowhere")
+    assert error.endswith("(--debug shows the traceback)")

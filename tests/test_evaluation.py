@@ -204,7 +204,7 @@ def data_args(photos: Path) -> list[str]:
 
 
 def run(args: list[str], cwd: Path):
-    from cnnzoo_classify.cli import make_cli
+    from cnnzoo_classify.trainer import make_cli
 
     with contextlib.chdir(cwd):
         return make_cli(args)

@@ -439,7 +439,7 @@ def test_output_to_a_file_gets_plain_progress_lines(make_trainer, make_digits, t
     the logged loss, the validation error, time gone and left; `cnnzoo fit` picks these
     lines when its output is not a terminal, as under pytest."""
     from cnnzoo.callbacks import ProgressLines
-    from cnnzoo_classify.cli import make_cli
+    from cnnzoo_classify.trainer import make_cli
 
     bar = ProgressLines(every_s=0)
     trainer = trainer_with_a_bar(make_trainer, tmp_path, bar, epochs=2, steps=10, log_every=5)

@@ -74,7 +74,7 @@ def fit_parser(tmp_path_factory):
     """The `cnnzoo fit` parser, built once (about 2 s a build on 2 busy cores; a parse with it
     takes 0.4 s): the CnnzooCLI of a run that is set up but not started."""
     from cnnzoo import ImageClassifier
-    from cnnzoo_classify.cli import CnnzooCLI
+    from cnnzoo_classify.trainer import CnnzooCLI
     from cnnzoo_data import ClassificationDataModule
 
     root = tmp_path_factory.mktemp("runs")

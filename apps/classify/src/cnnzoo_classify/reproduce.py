@@ -34,7 +34,10 @@ from cnnzoo.card import ModelCard, PublishedError
 from cnnzoo.complexity import count_params
 from cnnzoo.loggers import WandbLogger
 from cnnzoo.recipes import find_recipe, list_recipes
+from cnnzoo.runs import run_clock
 from cnnzoo.sittings import SITTING_ENDED
+
+from cnnzoo_classify.trainer import make_cli
 
 RESULTS = "runs/reproductions.jsonl"
 
@@ -168,8 +171,6 @@ def _remade_by(argv: list[str]) -> list[str]:
 
 def reproduce(argv: list[str]) -> dict[str, Any]:
     """Run the recipe through `cnnzoo fit` (which tests after fitting) and return the row."""
-    from cnnzoo_classify.cli import make_cli, run_clock
-
     parser = argparse.ArgumentParser(
         prog="cnnzoo reproduce",
         description="Run a paper's recipe; append our error next to the paper's to --results.",

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 from cnnzoo import InputShapeError
 from torch import nn
 
-from cnnzoo_vgg.vgg import VGG
+if TYPE_CHECKING:  # vgg.py builds on this module; this one only names its class
+    from cnnzoo_vgg.vgg import VGG
 
 DENSE_MIN_SIZE = 7 * 32  # fc6's 7x7 window over pool5, five 2x poolings down
 

@@ -24,6 +24,8 @@ from cnnzoo import (
 )
 from torch import nn
 
+from cnnzoo_vgg.dense import to_fully_convolutional
+
 # Table 1, one tuple of layers per stage; a max pool closes every stage.
 TABLE_1: dict[str, tuple[tuple[str, ...], ...]] = {
     "A": (
@@ -197,8 +199,6 @@ class VGG(ClassifierNet):
     def dense(self) -> nn.Module:
         """The fully convolutional net of §3.2 (`cnnzoo_vgg.dense`) with this net's weights,
         for the core's dense and multi-scale evaluation."""
-        from cnnzoo_vgg.dense import to_fully_convolutional  # dense.py builds on this module
-
         return to_fully_convolutional(self)
 
     def reset_classifier(self, num_classes: int) -> None:
