@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cnnzoo import CnnzooError, ModelNotFoundError
+from cnnzoo import CnnzooError, ModelNotFoundError, list_models
 from cnnzoo.recipes import list_recipes
 from cnnzoo.sittings import SITTING_ENDED
 from cnnzoo_classify.cli import main
@@ -65,7 +65,7 @@ def printed_rows(text: str) -> dict[str, list[str]]:
 
 
 def test_models_table_lists_every_model_with_year_and_parameters(capsys, wide_terminal):
-    assert main(["models"]) == 0
+    assert main(["models", "--wide"]) == 0
     rows = printed_rows(capsys.readouterr().out)
     assert set(rows) >= set(PAPER_ROWS)
     for name, (year, params) in PAPER_ROWS.items():
@@ -74,7 +74,7 @@ def test_models_table_lists_every_model_with_year_and_parameters(capsys, wide_te
 
 
 def test_models_pattern_and_markdown(capsys, wide_terminal):
-    assert main(["models", "alex*"]) == 0
+    assert main(["models", "alex*", "--wide"]) == 0
     assert set(printed_rows(capsys.readouterr().out)) == {"alexnet", "alexnet_owt"}
     assert main(["models", "lenet5*", "--markdown"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -88,6 +88,26 @@ def test_models_pattern_and_markdown(capsys, wide_terminal):
     assert lenet5["top-1 err %"] == "0.95"
     assert main(["models", "nosuchnet*"]) == 1
     assert "no registered model matches 'nosuchnet*'" in capsys.readouterr().out
+
+
+def test_models_into_a_pipe_is_one_line_per_model_that_grep_finds(capsys):
+    """Not a terminal (a pipe, a file): one model per line, at most 100 columns."""
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "year", "params", "MACs", "top-1%", "paper"]
+    assert len(lines) == 1 + len(list_models())
+    assert all(len(line) <= 100 for line in lines)
+    lenet5 = next(line for line in lines if line.startswith("lenet5 "))
+    assert lenet5.split()[:5] == ["lenet5", "1998", "60,000", "0.416M", "0.95"]
+    assert "Gradient-Based Learning" in lenet5
+
+
+def test_the_command_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:] if line]
+    for subcommand in ("fit", "validate", "test", "predict", "models", "recipes", "reproduce",
+                       "report", "explain", "export"):  # fmt: skip
+        assert subcommand in listed
 
 
 @pytest.mark.bad_input

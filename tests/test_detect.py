@@ -255,7 +255,7 @@ def test_backbone_starts_from_a_classification_checkpoint(classifier_checkpoint)
     body_parameters = detector.model.backbone.body.named_parameters()
     trainable = {name.split(".")[1] for name, p in body_parameters if p.requires_grad}
     assert trainable == {"conv3_x", "conv4_x"}  # conv1 and conv2_x fixed, as in the papers
-    with pytest.raises(Exception, match="holds a 'resnet18' classifier, not 'resnet34'"):
+    with pytest.raises(Exception, match="holds a 'resnet18' model, not 'resnet34'"):
         Detector("resnet34", "fpn", num_classes=3, backbone_checkpoint=str(classifier_checkpoint))
 
 

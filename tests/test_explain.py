@@ -464,9 +464,9 @@ def test_bad_inputs_say_what_to_do(tmp_path, capsys):
     assert "not a cnnzoo checkpoint" in error
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     error = _error(capsys, ["filters", "--checkpoint", str(tmp_path / "notes.ckpt"), *out])
-    assert "not a checkpoint torch can read" in error
+    assert "not a readable checkpoint" in error
     error = _error(capsys, ["filters", "--checkpoint", str(tmp_path / "nowhere.ckpt"), *out])
-    assert "does not exist" in error
+    assert "no checkpoint at" in error
     assert _pngs(tmp_path) == []
 
 

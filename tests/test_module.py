@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from cnnzoo import AuxLogits, CnnzooError, ImageClassifier
 from cnnzoo.metrics import TopKError
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec, build_optimizer, build_scheduler
+from cnnzoo.resume import ExactResume
 from cnnzoo_data import DigitsDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -261,7 +262,7 @@ def lenet_checkpoint(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=root, save_last=True)],
+        callbacks=[ModelCheckpoint(dirpath=root, save_last=True), ExactResume()],
     )
     trainer.fit(module, DigitsDataModule(batch_size=16, num_workers=0))
     return root / "last.ckpt", {k: v.clone() for k, v in module.state_dict().items()}
@@ -275,7 +276,8 @@ def test_checkpoint_records_arch_card_and_versions(lenet_checkpoint):
     assert saved["card"] == cnnzoo.model_card("lenet5").to_dict()
     for dist in ("cnnzoo", "torch", "lightning"):
         assert saved["versions"][dist] == importlib.metadata.version(dist)
-    assert {"torch", "numpy", "python"} <= set(saved["rng_states"])
+    resume = checkpoint["callbacks"]["ExactResume"]  # the callback that owns resuming
+    assert {"torch", "numpy", "python"} <= set(resume["rng_states"])
 
 
 def test_state_dict_holds_each_weight_once_compiled_or_not():
@@ -327,7 +329,10 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path, make_trainer, make_d
             limit_val_batches=2,
             deterministic=True,
             enable_checkpointing=True,
-            callbacks=[ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)],
+            callbacks=[
+                ModelCheckpoint(dirpath=root / "checkpoints", save_last=True),
+                ExactResume(),
+            ],
         )
         trainer.fit(module, datamodule, ckpt_path=ckpt_path)
         return module.state_dict()

@@ -25,6 +25,7 @@ from cnnzoo.checkpoint import (
     load_checkpoint_file,
 )
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec
+from cnnzoo.resume import ExactResume
 from conftest import cnnzoo_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.bad_input]
@@ -156,6 +157,7 @@ def fit(root: Path, make_trainer, make_digits, ckpt_path=None, stop_at=None) -> 
         callbacks=[
             *([Interrupt(stop_at)] if stop_at else []),
             LastCheckpoint(root / "checkpoints", every_n_train_steps=1),
+            ExactResume(),
         ],
     )
     datamodule = make_digits(batch_size=32, augmentation="alexnet")

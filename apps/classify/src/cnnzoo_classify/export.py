@@ -342,28 +342,18 @@ def load_model(
         if arch is None:
             raise CnnzooError("name a model (`cnnzoo models` lists them) or pass --checkpoint.")
         return LoadedModel(create_model(arch, num_classes, in_chans).eval(), "random init")
-    contents = load_checkpoint_file(checkpoint, weights_only=False)
-    saved = contents.get("hyper_parameters", {}) if isinstance(contents, dict) else {}
-    if "arch" not in saved:
-        raise CheckpointError(
-            f"{checkpoint} is not a cnnzoo checkpoint (it holds no hyper_parameters.arch): "
-            f"pass one written by `cnnzoo fit`, e.g. runs/<arch>/checkpoints/last.ckpt."
-        )
-    if arch is not None and arch != saved["arch"]:
-        raise CheckpointError(
-            f"the checkpoint holds a {saved['arch']!r} model, not {arch!r}. Leave the model "
-            f"name out (it comes from the checkpoint), or pass a checkpoint of {arch!r}."
-        )
-    module = ImageClassifier.from_checkpoint(str(checkpoint))
+    module = ImageClassifier.from_checkpoint(checkpoint, arch=arch)
     model = module.model.eval()
+    contents = load_checkpoint_file(checkpoint, weights_only=False, mmap=True)
     for option, asked, built in (
         ("--num-classes", num_classes, model.num_classes),
         ("--in-chans", in_chans, model.in_chans),
     ):
         if asked is not None and asked != built:
             raise CheckpointError(
-                f"the checkpoint's {saved['arch']} has {option[2:].replace('-', '_')}={built}, "
-                f"not {asked}: leave {option} out with --checkpoint."
+                f"the checkpoint's {module.hparams.arch} has "
+                f"{option[2:].replace('-', '_')}={built}, not {asked}: leave {option} out with "
+                f"--checkpoint."
             )
     mean, std, note = checkpoint_normalization(checkpoint, contents)
     epoch, step = contents.get("epoch"), contents.get("global_step")

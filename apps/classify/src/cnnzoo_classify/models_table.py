@@ -12,6 +12,8 @@ waits for `--count`.
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 from cnnzoo import CnnzooError, list_models, model_card
@@ -166,6 +168,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'"
     )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column: papers' and our figures, weights, sources, recipes (the default "
+        "on a terminal at least 160 columns wide); else one line per model",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument(
         "--write-docs", type=Path, metavar="PATH", help="write the docs page of every model"
@@ -194,6 +202,10 @@ def main(argv: list[str]) -> int:
     if args.markdown:
         print("\n".join(_markdown(rows, columns)))
         return 0
+    width = shutil.get_terminal_size(fallback=(250, 24)).columns
+    if not (args.wide or (sys.stdout.isatty() and width >= WIDE_TABLE)):
+        print("\n".join(_lines(rows)))
+        return 0
     from rich.console import Console
     from rich.table import Table
 
@@ -208,5 +220,22 @@ def main(argv: list[str]) -> int:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(row.get(c, "") for c in columns))
-    Console().print(table)
+    Console(width=width).print(table)
     return 0
+
+
+WIDE_TABLE = 160  # columns of a terminal that shows the whole table unfolded
+LINE = 100  # the longest line of the one-line-per-model listing
+
+
+def _lines(rows: list[dict[str, str]]) -> list[str]:
+    """One model per line, at most LINE characters (`cnnzoo models | grep resnet`): name,
+    year, our parameters and multiply-adds, the paper's best top-1 error, the paper."""
+    fields = ("model", "year", "params (ours)", "MACs (ours)", "top-1 err %", "paper")
+    header = dict(zip(fields, ("model", "year", "params", "MACs", "top-1%", "paper"), strict=True))
+    lines = []
+    for row in [header, *rows]:
+        name, year, params, macs, top1, paper = (row.get(f, "—") for f in fields)
+        line = f"{name:<22} {year:>4} {params:>9} {macs:>8} {top1:>6}  {paper}"
+        lines.append(line if len(line) <= LINE else line[: LINE - 1] + "…")
+    return lines

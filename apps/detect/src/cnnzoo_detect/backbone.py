@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from cnnzoo import ClassifierNet, CnnzooError, FeatureInfo, create_model
+from cnnzoo import ClassifierNet, CnnzooError, FeatureInfo, ImageClassifier, create_model
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
@@ -195,44 +195,16 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
 def load_classifier(
     arch: str, checkpoint: str | Path | None = None, in_chans: int = 3
 ) -> ClassifierNet:
-    """A registered classifier, with the weights of a cnnzoo classification checkpoint
-    (an ImageClassifier's: `hyper_parameters["arch"]` and `state_dict` keys `model.<...>`)."""
+    """A registered classifier, at random or with the weights of a cnnzoo classification
+    checkpoint (`ImageClassifier.from_checkpoint`, which refuses another model's)."""
     if checkpoint is None:
         return create_model(arch, in_chans=in_chans)
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no backbone checkpoint at {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = saved.get("hyper_parameters", {})
-    saved_arch = hparams.get("arch")
-    if "state_dict" not in saved or saved_arch is None:
+    model = ImageClassifier.from_checkpoint(checkpoint, arch=arch).model
+    if model.in_chans != in_chans:
         raise CnnzooError(
-            f"{path} is not a cnnzoo classification checkpoint: it has no "
-            f"hyper_parameters['arch'] and state_dict. Train one with `cnnzoo fit`."
+            f"the checkpoint {checkpoint} holds a {model.in_chans}-channel {arch}; detection "
+            f"reads {in_chans}-channel (RGB) images. Train the classifier on RGB images."
         )
-    if saved_arch != arch:
-        raise CnnzooError(
-            f"the checkpoint {path} holds a {saved_arch!r} classifier, not {arch!r}. Pass "
-            f"--model.backbone {saved_arch}, or a checkpoint of {arch!r}."
-        )
-    saved_chans = hparams.get("in_chans") or in_chans
-    if saved_chans != in_chans:
-        raise CnnzooError(
-            f"the checkpoint {path} holds a {saved_chans}-channel {arch}; detection reads "
-            f"{in_chans}-channel (RGB) images. Train the classifier on RGB images."
-        )
-    model = create_model(
-        arch,
-        num_classes=hparams.get("num_classes"),
-        in_chans=in_chans,
-        **(hparams.get("model_kwargs") or {}),
-    )
-    weights = {
-        key.removeprefix("model."): value
-        for key, value in saved["state_dict"].items()
-        if key.startswith("model.")
-    }
-    model.load_state_dict(weights)
     return model
 
 

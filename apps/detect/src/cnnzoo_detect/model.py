@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -40,8 +41,6 @@ from cnnzoo_detect.backbone import (
 
 Neck = Literal["single", "c4", "fpn"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # "3 scales with box areas of 128^2, 256^2 and 512^2 pixels, and 3 aspect ratios of 1:1,
 # 1:2 and 2:1" (Faster R-CNN §3.1.1); on COCO a fourth scale, 64^2, "mainly motivated by
 # handling small objects" (Faster R-CNN §4.2).

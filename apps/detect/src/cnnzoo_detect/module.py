@@ -13,10 +13,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec, configure_optimization, step_scheduler
 from torchmetrics.detection import MeanAveragePrecision
 
-from cnnzoo_detect.model import IMAGENET_MEAN, IMAGENET_STD, Neck, build_faster_rcnn
+from cnnzoo_detect.model import Neck, build_faster_rcnn
 
 MONITOR = "val/map"
 # The detectors' SGD (Detectron, torchvision's reference: 0.02 for 16 images a batch; scale

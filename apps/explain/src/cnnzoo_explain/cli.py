@@ -23,7 +23,6 @@ from cnnzoo import CnnzooError, model_card
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from cnnzoo_explain import deconvnet, filters, gradcam, occlusion, retrieval
-from cnnzoo_explain.errors import CheckpointError
 from cnnzoo_explain.images import (
     DATASETS,
     DatasetImages,
@@ -105,12 +104,7 @@ class Session:
     def __init__(self, args: argparse.Namespace, needs_dataset: bool) -> None:
         self.args = args
         self.device = torch.device(args.device)
-        model = load_checkpoint(args.checkpoint) if args.checkpoint else None
-        if model is not None and args.model and args.model != model.name:
-            raise CheckpointError(
-                f"{args.checkpoint} holds a {model.name!r} model, not {args.model!r}; "
-                f"drop --model or give a checkpoint of {args.model!r}."
-            )
+        model = load_checkpoint(args.checkpoint, args.model) if args.checkpoint else None
         name = model.name if model is not None else args.model
         if name is None:
             raise CnnzooError(

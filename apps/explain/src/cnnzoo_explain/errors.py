@@ -22,7 +22,3 @@ class NotConvolutionalError(CnnzooError, ValueError):
 
 class ImageSourceError(CnnzooError, FileNotFoundError):
     """An image file, folder, skimage photograph or dataset index that is not there."""
-
-
-class CheckpointError(CnnzooError, ValueError):
-    """A file that is not a cnnzoo checkpoint."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
 from cnnzoo_data import (
     CIFAR10DataModule,
     ClassificationDataModule,
@@ -28,7 +29,7 @@ from cnnzoo_data import (
     MNISTDataModule,
     build_transform,
 )
-from cnnzoo_data.folder import IMAGENET_MEAN, IMAGENET_STD, load_rgb
+from cnnzoo_data.folder import load_rgb
 from cnnzoo_data.transforms import Normalize
 from torchvision.datasets.folder import IMG_EXTENSIONS
 

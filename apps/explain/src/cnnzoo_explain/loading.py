@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
-from cnnzoo import ClassifierNet, create_model
-
-from cnnzoo_explain.errors import CheckpointError
+from cnnzoo import ClassifierNet, ImageClassifier, create_model
 
 
-def load_checkpoint(path: str, device: str = "cpu") -> ClassifierNet:
-    """The trained model of a cnnzoo checkpoint (`cnnzoo fit` writes them); the arch is read
-    from the checkpoint, and the class names of its data, where it has them, are the model's
-    `classes`."""
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(
-            f"checkpoint {path!r} does not exist. `cnnzoo fit` writes them to "
-            f"runs/<arch>/checkpoints/ (last.ckpt, and the best by validation error)."
-        )
-    try:
-        saved = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not a checkpoint torch can read ({type(exc).__name__}: {exc})."
-        ) from exc
-    arch = saved.get("hyper_parameters", {}).get("arch") if isinstance(saved, dict) else None
-    if arch is None or "state_dict" not in saved:
-        raise CheckpointError(
-            f"{path} is not a cnnzoo checkpoint: it has no hyper_parameters.arch and "
-            f"state_dict. Give one that `cnnzoo fit` wrote, or name a model with --model."
-        )
-    from cnnzoo import ImageClassifier
-
-    module = ImageClassifier.from_checkpoint(str(file), map_location=device)
-    module.model.classes = module.classes
-    return module.model
+def load_checkpoint(path: str, arch: str | None = None, device: str = "cpu") -> ClassifierNet:
+    """The trained model of a cnnzoo checkpoint (`cnnzoo fit` writes them), with the class
+    names of its data as its `classes` where it has them; `arch`: the model expected."""
+    return ImageClassifier.from_checkpoint(path, map_location=device, arch=arch).model
 
 
 def load_model(
@@ -49,7 +21,7 @@ def load_model(
     """The model in evaluation mode: from the checkpoint, or built by name with random
     weights (the dataset's classes and channels when one is named, else the paper's)."""
     if checkpoint is not None:
-        model = load_checkpoint(checkpoint, device)
+        model = load_checkpoint(checkpoint, device=device)
     else:
         model = create_model(name or "lenet5", num_classes=num_classes, in_chans=in_chans)
     return model.to(device).eval()

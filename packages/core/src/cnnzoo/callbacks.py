@@ -12,9 +12,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
-from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
+
+from cnnzoo.lightning_internals import RICH_AVAILABLE
 
 
 def prediction_figure(images: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, classes):
@@ -90,7 +91,7 @@ class PredictionGallery(L.Callback):
             self._draw(trainer, module, batch, "test")
 
 
-class ProgressBar(RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar):
+class ProgressBar(RichProgressBar if RICH_AVAILABLE else TQDMProgressBar):
     """Lightning's progress bar (Rich's where it is installed), showing the training loss as
     the loggers last wrote it, and redrawn at most `per_second` times a second.
 

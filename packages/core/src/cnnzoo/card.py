@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# ImageNet's RGB channel means and deviations over [0, 1] pixels: the normalisation of the
+# ImageNet data modules and of torchvision's and timm's published weights.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class PublishedError:
@@ -35,8 +40,8 @@ class PretrainedWeights:
     name: str  # "ResNet50_Weights.IMAGENET1K_V1", "inception_v4.tf_in1k", "resnet20.cifar10"
     convert: str = ""  # "cnnzoo_resnet.resnet:from_torchvision_state_dict"
     # The normalisation the weights were trained with: fine-tune with the same.
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     # Our own weights (source "cnnzoo"): a safetensors file inside a plugin package,
     # "package:path/in/package", and the reproduction they come from (docs/results.md).
     file: str = ""

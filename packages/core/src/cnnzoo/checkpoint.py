@@ -22,11 +22,12 @@ from typing import Any
 import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from cnnzoo.errors import CnnzooError
+
+_PATH = str | os.PathLike  # a local path or an fsspec URL
 
 PARTIAL_SUFFIX = ".partial"
 

@@ -21,8 +21,9 @@ from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers.utilities import _scan_checkpoints
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from cnnzoo.lightning_internals import checkpoints_to_log
 
 
 def wandb_logged_in() -> bool:
@@ -80,7 +81,7 @@ class WandbLogger(LightningWandbLogger):
         # Lightning's own version, with the checkpoint's cnnzoo section as metadata.
         import wandb
 
-        for mtime, path, score, _ in _scan_checkpoints(
+        for mtime, path, score, _ in checkpoints_to_log(
             checkpoint_callback, self._logged_model_time
         ):
             metadata = {

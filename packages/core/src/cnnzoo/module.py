@@ -1,8 +1,10 @@
 """The core LightningModule: trains, evaluates and predicts with any registered model.
 
 It owns the loss (label smoothing, auxiliary classifiers weighted as their paper did), the
-paper's optimiser and schedule, and top-1/top-5 error. It knows nothing of any one
-architecture: everything it needs comes through the model protocol and the model card.
+paper's optimiser and schedule, top-1/top-5 error and multi-crop evaluation. It knows nothing
+of any one architecture: everything it needs comes through the model protocol and the model
+card. What a run needs to resume mid-epoch exactly is the `cnnzoo.resume.ExactResume`
+callback's; the run's clock and sittings are `cnnzoo.sittings.RunClock`'s.
 """
 
 from __future__ import annotations
@@ -10,16 +12,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from torchmetrics import MeanMetric
 
-from cnnzoo.checkpoint import CheckpointError, check_checkpoint_file
+from cnnzoo.checkpoint import CheckpointError, load_checkpoint_file
 from cnnzoo.errors import CnnzooError
 from cnnzoo.metrics import TopKError
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec, configure_optimization, step_scheduler
@@ -28,25 +29,6 @@ from cnnzoo.registry import create_model
 
 MONITOR = "val/top1_error"
 _VERSIONED = ("cnnzoo", "torch", "torchvision", "lightning", "timm")
-
-
-def _rng_states() -> dict[str, Any]:
-    """torch, numpy and Python RNG states in types that `torch.load(weights_only=True)` reads."""
-    states = _collect_rng_states(include_cuda=torch.cuda.is_available())
-    name, keys, position, has_gauss, cached = states["numpy"]
-    states["numpy"] = (name, keys.tolist(), position, has_gauss, cached)
-    return states
-
-
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    name, keys, position, has_gauss, cached = states["numpy"]
-    states = {
-        **states,
-        "numpy": (name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached),
-    }
-    if "torch.cuda" in states and not torch.cuda.is_available():
-        states.pop("torch.cuda")
-    _set_rng_states(states)
 
 
 def _versions() -> dict[str, str]:
@@ -154,10 +136,31 @@ class ImageClassifier(L.LightningModule):
         )
 
     @classmethod
-    def from_checkpoint(cls, path: str, map_location: str = "cpu") -> ImageClassifier:
-        """Load a trained classifier from a checkpoint, without its training config."""
-        check_checkpoint_file(path)
-        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    def from_checkpoint(
+        cls, path: str | Path, map_location: str = "cpu", arch: str | None = None
+    ) -> ImageClassifier:
+        """A trained classifier from a checkpoint that `cnnzoo fit` wrote, without its
+        training config: the one way predict, explain, export and detection's backbones load
+        one. `arch`, when given, is the model the caller expects. A missing, damaged or
+        foreign file, or another model's checkpoint, is refused with what to do."""
+        # Tensors mapped, not read: a look at the hyper-parameters before the real load.
+        contents = load_checkpoint_file(path, weights_only=False, mmap=True)
+        hparams = contents.get("hyper_parameters", {}) if isinstance(contents, dict) else {}
+        saved = hparams.get("arch")
+        if saved is None or "state_dict" not in contents:
+            raise CheckpointError(
+                f"{path} is not a cnnzoo checkpoint (it holds no hyper_parameters.arch and "
+                f"state_dict): pass one written by `cnnzoo fit`, e.g. "
+                f"runs/<arch>/checkpoints/last.ckpt."
+            )
+        if arch is not None and arch != saved:
+            raise CheckpointError(
+                f"the checkpoint {path} holds a {saved!r} model, not {arch!r}. Leave the "
+                f"model name out or name {saved!r}, or pass a checkpoint of {arch!r}."
+            )
+        module = cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+        module.model.classes = module.classes
+        return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
         if self.channels_last:
@@ -292,13 +295,6 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "test")
 
-    def on_train_start(self) -> None:
-        # Hand the training loader its checkpointed position (a resumed mid-epoch run).
-        # Lightning does so when it first sets up the training data, but
-        # `estimated_stepping_batches` (configure_optimizers, for the schedule) sets it up
-        # before the checkpoint is restored, so Lightning's own call finds nothing to load.
-        self.trainer.fit_loop._load_combined_loader_states()
-
     def on_train_epoch_end(self) -> None:
         self._check_finite_loss()
         self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
@@ -366,8 +362,6 @@ class ImageClassifier(L.LightningModule):
             "card": self.card.to_dict(),
             "classes": self.classes,
             "versions": _versions(),
-            # The RNG states make a resumed run draw the same dropout masks and augmentations.
-            "rng_states": _rng_states(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -381,8 +375,6 @@ class ImageClassifier(L.LightningModule):
             )
         self._check_shapes(checkpoint.get("state_dict", {}), hparams)
         self.classes = saved.get("classes") or self.classes
-        if "rng_states" in saved:
-            _restore_rng_states(saved["rng_states"])
 
     def _check_shapes(self, state_dict: dict[str, torch.Tensor], hparams: dict) -> None:
         """Name the mismatch in words: a checkpoint for other classes or channels."""

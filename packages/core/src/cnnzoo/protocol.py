@@ -49,6 +49,9 @@ class ClassifierNet(nn.Module):
     feature_info: list[FeatureInfo]
     card: ModelCard | None = None
     name: str = ""
+    # The class names of the data it learned, where known (a checkpoint that `cnnzoo fit`
+    # wrote keeps them): predict, explain and export name outputs by them.
+    classes: list[str] | None = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

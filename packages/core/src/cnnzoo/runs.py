@@ -138,6 +138,9 @@ class RunCLI(LightningCLI):
                 # The run's clock and log names in its checkpoints: a resumed run goes on
                 # with both.
                 {"class_path": "cnnzoo.sittings.RunClock"},
+                # The RNG states and the loader's position: a run resumed mid-epoch ends on
+                # the weights an uninterrupted one would have.
+                {"class_path": "cnnzoo.resume.ExactResume"},
                 # The training loss as the loggers last wrote it, read from the device only then.
                 {"class_path": "cnnzoo.callbacks.ProgressBar"},
                 *cls.run_callbacks,
@@ -345,6 +348,11 @@ def run_command(main: Callable[[list[str]], int], prog: str, argv: list[str] | N
     argv = [arg for arg in argv if arg != DEBUG_FLAG]
     try:
         return main(argv)
+    except BrokenPipeError:
+        # `cnnzoo models | head`: the reader has what it wanted. Python's own advice: point
+        # standard output at /dev/null, so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         error = user_error(exc)
         if error is None or debug:

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
 from cnnzoo.errors import DatasetError
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
@@ -17,8 +18,6 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from cnnzoo_data.archive import cache_root
 from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # One channel: the luminance PIL computes ("L"), normalised by ImageNet's channel averages.
 IMAGENET_GREY_MEAN = (0.449,)
 IMAGENET_GREY_STD = (0.226,)

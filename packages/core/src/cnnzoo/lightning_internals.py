@@ -1,0 +1,59 @@
+"""Every private piece of Lightning that cnnzoo uses, in one place, each with why there is no
+public way; `tests/test_lightning_internals.py` fails loudly, naming the piece, when a
+Lightning release changes one. Checked against Lightning 2.5 and 2.6.
+
+The private hooks that cnnzoo's subclasses override are listed in `OVERRIDDEN`: a release
+that renames one would leave our override silently unused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.utilities import _scan_checkpoints
+
+# Whether `rich` is importable as Lightning's RichProgressBar needs it (its own test of the
+# version, which a plain import of rich would not make).
+RICH_AVAILABLE = bool(_RICH_AVAILABLE)
+
+# (class, private method) that a cnnzoo subclass overrides or calls, and where.
+OVERRIDDEN = (
+    # cnnzoo.loggers.WandbLogger: the checkpoints' artifacts carry the model card.
+    (WandbLogger, "_scan_and_log_checkpoints"),
+    # cnnzoo.checkpoint.LastCheckpoint: last.ckpt at every epoch end beside every n steps.
+    (ModelCheckpoint, "_should_skip_saving_checkpoint"),
+    (ModelCheckpoint, "_save_topk_checkpoint"),
+    (ModelCheckpoint, "_monitor_candidates"),
+)
+
+
+def collect_rng_states(include_cuda: bool) -> dict[str, Any]:
+    """torch's, numpy's and Python's RNG states. Lightning saves them only in its fault-
+    tolerant loop state; a checkpoint that should resume the same dropout masks and
+    augmentations has to save them itself."""
+    return _collect_rng_states(include_cuda=include_cuda)
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `collect_rng_states` gave."""
+    _set_rng_states(states)
+
+
+def load_training_loader_state(trainer: L.Trainer) -> None:
+    """Hand the training loader its checkpointed position (a run resumed mid-epoch).
+    Lightning does so when it first sets up the training data, but
+    `estimated_stepping_batches` (read by `configure_optimizers` for the schedule) sets it up
+    before the checkpoint is restored, so Lightning's own call finds nothing to load, and no
+    public call does it again."""
+    trainer.fit_loop._load_combined_loader_states()
+
+
+def checkpoints_to_log(checkpoint_callback: ModelCheckpoint, logged_model_time: dict):
+    """(mtime, path, score, tag) of the checkpoints written since they were last logged:
+    Lightning's own scan, which its W&B logger uses for the same job."""
+    return _scan_checkpoints(checkpoint_callback, logged_model_time)

@@ -1,0 +1,66 @@
+"""The private pieces of Lightning that cnnzoo uses (`cnnzoo.lightning_internals`) are still
+there and still do what we rely on: a Lightning release that changes one fails here, by
+name, rather than as a resumed run that quietly replays the wrong batches."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from cnnzoo import lightning_internals as internals
+
+SOURCES = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"), internals.OVERRIDDEN, ids=lambda x: getattr(x, "__name__", x)
+)
+def test_the_private_hooks_we_override_still_exist(owner, name):
+    assert callable(getattr(owner, name, None)), (
+        f"Lightning {L.__version__}: {owner.__name__}.{name} is gone; the cnnzoo subclass "
+        "that overrides or calls it must follow the release (cnnzoo.lightning_internals)."
+    )
+
+
+def test_rng_states_round_trip():
+    states = internals.collect_rng_states(include_cuda=False)
+    assert {"torch", "numpy", "python"} <= set(states)
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    internals.set_rng_states(states)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1])
+    assert drawn[2] == again[2]
+
+
+def test_the_fit_loop_still_loads_its_loaders_states():
+    loop = L.Trainer(logger=False).fit_loop
+    assert inspect.signature(loop._load_combined_loader_states).parameters == {}
+
+
+def test_the_checkpoint_scan_takes_the_callback_and_the_logged_times():
+    from lightning.pytorch.loggers.utilities import _scan_checkpoints
+
+    assert list(inspect.signature(_scan_checkpoints).parameters) == [
+        "checkpoint_callback",
+        "logged_model_time",
+    ]
+
+
+def test_no_other_source_file_reaches_into_lightnings_private_names():
+    """Only cnnzoo.lightning_internals imports a private Lightning name."""
+    offenders = []
+    for path in [*SOURCES.glob("packages/**/src/**/*.py"), *SOURCES.glob("apps/*/src/**/*.py")]:
+        if path.name == "lightning_internals.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if stripped.startswith("from lightning") and " import _" in stripped:
+                offenders.append(f"{path.relative_to(SOURCES)}:{number}")
+            if "fit_loop._" in stripped or "_collect_rng_states" in stripped:
+                offenders.append(f"{path.relative_to(SOURCES)}:{number}")
+    assert not offenders, f"private Lightning names outside lightning_internals: {offenders}"
