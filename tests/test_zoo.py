@@ -141,3 +141,40 @@ def test_protocol(name):
         assert model(x).shape == (1, 3) and model.num_classes == 3
     with pytest.raises(cnnzoo.InputShapeError, match="channels"):
         model(torch.randn(1, 3, *size))
+
+
+def _cheap(name: str) -> bool:
+    """Small enough to run for real on 2 CPU cores in every test that needs numbers."""
+    return model_card(name).published_params < 2_000_000
+
+
+def _small_input_size(name: str) -> tuple[int, int, int]:
+    """The smallest input the net takes up to 64 pixels (its own if it takes only that)."""
+    card = model_card(name)
+    if card.fixed_input_size:
+        return card.input_size
+    side = max(card.min_input_size or 0, min(card.input_size[1], 64))
+    return (card.input_size[0], side, side)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_is_traceable_by_torch_fx(name):
+    """torch.fx traces forward (no Python control flow on tensor values), in training mode
+    too where it differs (auxiliary classifiers); the traced graph runs and, where the net is
+    cheap to run, gives the same numbers."""
+    card = model_card(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    images = torch.zeros(2, *card.input_size, device="meta")  # two: BatchNorm trains on 1x1
+    for training in (True, False) if card.aux_loss_weight else (False,):
+        out = torch.fx.symbolic_trace(model.train(training))(images)
+        assert isinstance(out, AuxLogits) == training
+        logits = out.logits if isinstance(out, AuxLogits) else out
+        assert logits.shape == (2, card.num_classes)
+    if not _cheap(name):
+        return
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    image = torch.randn(1, *_small_input_size(name))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(image), model(image))

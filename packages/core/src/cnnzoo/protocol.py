@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from cnnzoo.card import ModelCard
 from cnnzoo.errors import InputShapeError
@@ -107,7 +108,13 @@ class ClassifierNet(nn.Module):
         return torch.allclose(logits, tiled, rtol=1e-4, atol=1e-5)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Fail early, saying what to do, on input the network cannot take."""
+        """Fail early, saying what to do, on input the network cannot take.
+
+        Skipped while torch.fx traces the network or TorchScript compiles it: their inputs
+        are symbols, not tensors with shapes to check, and a check would be control flow
+        in the traced graph (torch.export and torch.jit.trace see real shapes and check)."""
+        if is_fx_symbolic_tracing() or torch.jit.is_scripting():
+            return
         name = self.name or type(self).__name__
         if x.ndim != 4:
             raise InputShapeError(
