@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cnnzoo.features import trace, trunk
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -34,8 +35,6 @@ from cnnzoo_detect.backbone import (
     load_classifier,
     single_map_stage,
     stage_head,
-    trace,
-    trunk,
 )
 
 Neck = Literal["single", "c4", "fpn"]
