@@ -367,6 +367,24 @@ def test_our_models_in_timm(fake_plugins, hub_folder):
         assert torch.equal(twin(image), published(image))
 
 
+def test_our_models_in_timm_cut_into_feature_maps_as_timms_are():
+    """timm's features_only and out_indices reach cnnzoo's cut; the maps are described by
+    timm's FeatureInfo, and are cnnzoo's own."""
+    torch.manual_seed(0)
+    features = timm.create_model("cnnzoo_resnet50", features_only=True, out_indices=(1, 2, 3, 4))
+    assert features.feature_info.channels() == [256, 512, 1024, 2048]
+    assert features.feature_info.reduction() == [4, 8, 16, 32]
+    assert features.feature_info.module_name() == ["conv2_x", "conv3_x", "conv4_x", "conv5_x"]
+    assert timm.data.resolve_data_config({}, model=features)["input_size"] == (3, 224, 224)
+    torch.manual_seed(0)
+    ours = cnnzoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3, 4))
+    image = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        maps, expected = features.eval()(image), ours.eval()(image)
+    assert isinstance(maps, list) and [m.shape[-1] for m in maps] == [24, 12, 6, 3]
+    assert all(torch.equal(a, b) for a, b in zip(maps, expected, strict=True))
+
+
 @pytest.mark.bad_input
 def test_timm_options_cnnzoo_models_cannot_take_are_refused():
     with pytest.raises(ValueError, match="takes its weights from its cnnzoo card"):

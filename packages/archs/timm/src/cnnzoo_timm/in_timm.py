@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import cnnzoo
-from cnnzoo import ClassifierNet
+from cnnzoo import ClassifierNet, FeatureInfo, FeatureMaps
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import FeatureInfo as TimmFeatureInfo
 from timm.models import PretrainedCfg, is_model, register_model
 
 CNNZOO_PREFIX = "cnnzoo_"  # cnnzoo_<name>: our names in timm's registry
@@ -28,7 +29,7 @@ def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
     return (sum(values) / len(values),) * channels  # grey images: the mean over colours
 
 
-def pretrained_cfg_of(model: ClassifierNet) -> dict[str, Any]:
+def pretrained_cfg_of(model: ClassifierNet | FeatureMaps) -> dict[str, Any]:
     """timm's pretrained config of a cnnzoo model, from its card: what
     `timm.data.resolve_data_config({}, model=model)` reads. The normalisation is that of the
     card's default weights, else ImageNet's (cnnzoo's data modules normalise with each
@@ -51,11 +52,20 @@ def pretrained_cfg_of(model: ClassifierNet) -> dict[str, Any]:
         crop_pct=IMAGENET_CROP_PCT if width >= 224 else 1.0,
         mean=_per_channel(mean, chans),
         std=_per_channel(std, chans),
-        num_classes=model.num_classes,
+        num_classes=getattr(model, "num_classes", 0),  # none once cut into feature maps
         paper_name=card.paper,
         origin_url=card.url,
     )
     return cfg.to_dict()
+
+
+def timm_feature_info(stages: list[FeatureInfo]) -> TimmFeatureInfo:
+    """cnnzoo's feature_info as timm's: `num_chs`, `reduction` and `module` of each map."""
+    dicts = [
+        {"module": stage.module, "num_chs": stage.channels, "reduction": stage.stride}
+        for stage in stages
+    ]
+    return TimmFeatureInfo(dicts, out_indices=tuple(range(len(dicts))))
 
 
 def _entrypoint(name: str) -> Callable[..., ClassifierNet]:
@@ -74,6 +84,9 @@ def _entrypoint(name: str) -> Callable[..., ClassifierNet]:
             )
         model = cnnzoo.create_model(name, pretrained=pretrained, **kwargs)
         model.pretrained_cfg = model.default_cfg = pretrained_cfg_of(model)
+        if isinstance(model, FeatureMaps):
+            # timm's features_only models describe their maps with timm's FeatureInfo.
+            model.feature_info = timm_feature_info(model.feature_info)
         return model
 
     build.__name__ = build.__qualname__ = CNNZOO_PREFIX + name
