@@ -22,7 +22,9 @@ from cnnzoo_resnet import (
     Projection,
     ResNet,
     ZeroPadIdentity,
+    cifar,
     from_torchvision_state_dict,
+    preact,
 )
 from torch import nn
 
@@ -420,3 +422,34 @@ def test_cards_quote_the_tables():
     assert macs == {"resnet18": 1.8e9, "resnet50": 3.8e9, "resnet152": 11.3e9}
     assert cnnzoo.model_card("resnet1202").published_params == 19_400_000
     assert cnnzoo.model_card("preact_resnet1001").input_size == (3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "build_unmeasured"),
+    [
+        ("resnet1202", lambda: cifar._build(1202, 10, 3)),
+        ("preact_resnet1001", lambda: preact._cifar(1001, 10, 3)),
+    ],
+)
+def test_the_deepest_nets_are_finite_in_eval_mode_as_built(name, build_unmeasured):
+    """With torch's placeholder running statistics, eval-mode BatchNorm is the identity and
+    hundreds of He-initialised units overflow float32 to NaN; the builders measure the
+    statistics on noise instead, leaving the weights and the global random state alone."""
+    torch.manual_seed(0)
+    unmeasured = build_unmeasured()
+    drawn_next = torch.rand(1)
+    torch.manual_seed(0)
+    model = cnnzoo.create_model(name)
+    assert torch.equal(torch.rand(1), drawn_next), "measuring draws nothing from torch's seed"
+    weights = unmeasured.state_dict()
+    assert all(
+        torch.equal(value, weights[key])
+        for key, value in model.state_dict().items()
+        if not key.endswith(("running_mean", "running_var"))
+    )
+    assert model.training
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model.eval()(image)
+        assert torch.isfinite(logits).all() and logits.abs().max() < 1e3
+        assert torch.isnan(unmeasured.eval()(image)).any()  # why the builders measure

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from cnnzoo import ClassifierNet, InputShapeError, ModelNotFoundError, PluginError
+from cnnzoo import ClassifierNet, InputShapeError, ModelNotFoundError, PluginError, model_card
 from cnnzoo.pretrained import PretrainedWeightsError, hub_checkpoint_dir
 from cnnzoo_timm import TimmClassifier
 from conftest import photo, run_cnnzoo
@@ -365,6 +365,61 @@ def test_our_models_in_timm(fake_plugins, hub_folder):
     twin = timm.create_model("cnnzoo_resnet18_twin", pretrained=True).eval()
     with torch.no_grad():
         assert torch.equal(twin(image), published(image))
+
+
+def test_our_models_in_timm_cut_into_feature_maps_as_timms_are():
+    """timm's features_only and out_indices reach cnnzoo's cut; the maps are described by
+    timm's FeatureInfo, and are cnnzoo's own."""
+    torch.manual_seed(0)
+    features = timm.create_model("cnnzoo_resnet50", features_only=True, out_indices=(1, 2, 3, 4))
+    assert features.feature_info.channels() == [256, 512, 1024, 2048]
+    assert features.feature_info.reduction() == [4, 8, 16, 32]
+    assert features.feature_info.module_name() == ["conv2_x", "conv3_x", "conv4_x", "conv5_x"]
+    assert timm.data.resolve_data_config({}, model=features)["input_size"] == (3, 224, 224)
+    torch.manual_seed(0)
+    ours = cnnzoo.create_model("resnet50", features_only=True, out_indices=(1, 2, 3, 4))
+    image = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        maps, expected = features.eval()(image), ours.eval()(image)
+    assert isinstance(maps, list) and [m.shape[-1] for m in maps] == [24, 12, 6, 3]
+    assert all(torch.equal(a, b) for a, b in zip(maps, expected, strict=True))
+
+
+# timm's own model tests (tests/test_models.py of pytorch-image-models) that some cnnzoo
+# models cannot pass, by model, with the reason; the bridge's README has the same table.
+AUX_LOGITS = (
+    "in training mode it gives AuxLogits(logits, aux_logits), the main logits and a tuple "
+    "of auxiliary ones, as its paper trains it; the test's torch.cat(outputs) cannot join them"
+)
+EXCLUDED_FROM_TIMMS_BACKWARD_TESTS = {
+    "cnnzoo_googlenet": AUX_LOGITS,
+    "cnnzoo_inception_v3": AUX_LOGITS,
+}
+
+
+def test_timms_backward_tests_exclude_exactly_the_nets_with_auxiliary_classifiers():
+    """The exclusion cannot grow silently: it names the nets whose cards weigh an auxiliary
+    loss, and each does give timm's test what it cannot join."""
+    auxiliary = {
+        f"cnnzoo_{name}" for name in cnnzoo.list_models() if model_card(name).aux_loss_weight
+    }
+    assert set(EXCLUDED_FROM_TIMMS_BACKWARD_TESTS) == auxiliary
+    for name in EXCLUDED_FROM_TIMMS_BACKWARD_TESTS:
+        with torch.device("meta"):
+            model = timm.create_model(name, num_classes=42).train()
+        outputs = model(torch.zeros(2, *model.default_cfg["input_size"], device="meta"))
+        assert isinstance(outputs, tuple) and isinstance(outputs[1], tuple)
+        with pytest.raises(TypeError):
+            torch.cat(outputs)
+
+
+def test_timm_cannot_script_our_models_so_its_torchscript_tests_exclude_them():
+    """TorchScript compiles Python source, and the model files are written for readers (the
+    card a dataclass, stages looked up by the paper's names): torch.jit.script refuses them,
+    which is why timm's TorchScript tests exclude every cnnzoo model. Export goes through
+    torch.jit.trace, torch.export and ONNX instead (tests/test_export.py)."""
+    with pytest.raises(Exception, match="ModelCard"):
+        torch.jit.script(timm.create_model("cnnzoo_resnet20").eval())
 
 
 @pytest.mark.bad_input

@@ -9,6 +9,8 @@ new plugin is tested here the moment it registers.
 
 from __future__ import annotations
 
+import math
+
 import cnnzoo
 import pytest
 import torch
@@ -130,12 +132,10 @@ def test_protocol(name):
     model = create_model(name, num_classes=5, in_chans=1)
     x = torch.randn(2, 1, *size)
     with torch.no_grad():
-        # One pass in training mode first gives BatchNorm running statistics: fresh ones
-        # (mean 0, variance 1) let a 1,000-layer residual net overflow to NaN in eval mode.
-        model.train()(x)
-        model.eval()
+        model.eval()  # as built: its eval forward is finite before any training
         x = x[:1]
         features = model.forward_features(x)
+        assert torch.isfinite(model(x)).all()
         torch.testing.assert_close(model.forward_head(features), model(x))
         pre_logits = model.forward_head(features, pre_logits=True)
         assert pre_logits.ndim == 2
@@ -143,3 +143,83 @@ def test_protocol(name):
         assert model(x).shape == (1, 3) and model.num_classes == 3
     with pytest.raises(cnnzoo.InputShapeError, match="channels"):
         model(torch.randn(1, 3, *size))
+
+
+def _cheap(name: str) -> bool:
+    """Small enough to run for real on 2 CPU cores in every test that needs numbers."""
+    return model_card(name).published_params < 2_000_000
+
+
+def _small_input_size(name: str) -> tuple[int, int, int]:
+    """The smallest input the net takes up to 64 pixels (its own if it takes only that)."""
+    card = model_card(name)
+    if card.fixed_input_size:
+        return card.input_size
+    side = max(card.min_input_size or 0, min(card.input_size[1], 64))
+    return (card.input_size[0], side, side)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_is_traceable_by_torch_fx(name):
+    """torch.fx traces forward (no Python control flow on tensor values), in training mode
+    too where it differs (auxiliary classifiers); the traced graph runs and, where the net is
+    cheap to run, gives the same numbers."""
+    card = model_card(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    images = torch.zeros(2, *card.input_size, device="meta")  # two: BatchNorm trains on 1x1
+    for training in (True, False) if card.aux_loss_weight else (False,):
+        out = torch.fx.symbolic_trace(model.train(training))(images)
+        assert isinstance(out, AuxLogits) == training
+        logits = out.logits if isinstance(out, AuxLogits) else out
+        assert logits.shape == (2, card.num_classes)
+    if not _cheap(name):
+        return
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    image = torch.randn(1, *_small_input_size(name))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(image), model(image))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_features_only_gives_each_stage_of_feature_info(name):
+    """create_model(features_only=True) cuts the net into the maps its feature_info lists
+    (channels as stated, sizes by the stated stride); where the net is cheap to run,
+    out_indices picks some of them and the last stage's map is forward_features' own."""
+    size = _small_input_size(name)
+    with torch.device("meta"):
+        features = create_model(name, features_only=True)
+        stages = create_model(name).feature_info
+    assert isinstance(features, cnnzoo.FeatureMaps)
+    assert features.feature_info == stages
+    maps = features(torch.zeros(2, *size, device="meta"))
+    assert len(maps) == len(stages)
+    for info, feature_map in zip(stages, maps, strict=True):
+        assert feature_map.shape[:2] == (2, info.channels), info
+        # No larger than size / stride, rounded up, however each layer pads.
+        assert feature_map.shape[-1] <= math.ceil(size[-1] / info.stride) + 1, info
+    if not _cheap(name):
+        return
+    torch.manual_seed(0)
+    classifier = create_model(name).eval()
+    first_and_last = cnnzoo.FeatureMaps(classifier, out_indices=(0, -1))
+    assert first_and_last.feature_info == [stages[0], stages[-1]]
+    image = torch.randn(1, *size)
+    with torch.no_grad():
+        first, last = first_and_last(image)
+        torch.testing.assert_close(last, classifier.forward_features(image))
+    assert first.shape[1:] == maps[0].shape[1:] and first.device.type == "cpu"
+
+
+@pytest.mark.bad_input
+def test_features_only_refuses_stages_the_net_has_not():
+    with pytest.raises(cnnzoo.FeatureMapsError, match=r"0 to 4 .*0: features\.c1"):
+        create_model("lenet5", features_only=True, out_indices=(0, 5))
+    with pytest.raises(cnnzoo.FeatureMapsError, match="each stage once"):
+        create_model("lenet5", features_only=True, out_indices=(2, 1))
+    with pytest.raises(ValueError, match="with features_only=True"):
+        create_model("lenet5", out_indices=(1,))
+    features = create_model("lenet5", features_only=True)
+    with pytest.raises(cnnzoo.InputShapeError, match="1-channel images but got 3"):
+        features(torch.zeros(1, 3, 32, 32))

@@ -1,9 +1,11 @@
 """Any registered classifier cut into a detection backbone, through its `feature_info` alone.
 
-The classifier's `forward_features` is traced once with torch.fx; each stage of
-`feature_info` is the last operation inside its module. From that graph come:
+The classifier's `forward_features` is traced once with torch.fx, by `cnnzoo.features`, the
+same cut that `create_model(features_only=True)` makes; each stage of `feature_info` is the
+last operation inside its module. From that graph come:
 
-- the trunk: the graph up to the stages a neck needs, returning their maps;
+- the trunk (`cnnzoo.features.trunk`): the graph up to the stages a neck needs, returning
+  their maps;
 - the RoI head of the C4 form: the graph from the stride-16 stage to the last stage, fed
   with RoI features instead of the stride-16 map (the ResNet paper's conv5_x on 14x14 RoIs);
 - the stage of each parameter, to freeze the early stages as the papers did.
@@ -14,16 +16,13 @@ right and its `forward_features` traces.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
-from cnnzoo import ClassifierNet, CnnzooError, FeatureInfo, ImageClassifier, create_model
+from cnnzoo import ClassifierNet, CnnzooError, ImageClassifier, create_model
+from cnnzoo.features import TracedClassifier, graph_module, trunk
 from torch import fx, nn
-from torchvision.models.feature_extraction import NodePathTracer
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -34,92 +33,6 @@ FPN_CHANNELS = 256  # "d = 256 in all the feature maps" (FPN §3)
 
 class BackboneError(CnnzooError, ValueError):
     """A model that cannot serve as the backbone asked for."""
-
-
-class _ForwardFeatures(nn.Module):
-    """`model.forward_features` as a forward, for tracing. Its module keys start with
-    `model.`, as an ImageClassifier checkpoint's do."""
-
-    def __init__(self, model: ClassifierNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(x)
-
-
-@dataclass
-class TracedClassifier:
-    """The traced `forward_features` of a classifier and the node of each feature stage."""
-
-    model: ClassifierNet
-    root: _ForwardFeatures
-    graph: fx.Graph
-    stage_nodes: list[fx.Node]  # the output node of each feature_info stage, in order
-
-    @property
-    def feature_info(self) -> list[FeatureInfo]:
-        return self.model.feature_info
-
-
-def trace(model: ClassifierNet) -> TracedClassifier:
-    """Trace `model.forward_features` and find each feature stage's output node."""
-    name = model.name or type(model).__name__
-    root = _ForwardFeatures(model)
-    tracer = NodePathTracer(
-        autowrap_modules=(math, torchvision.ops), leaf_modules=[FrozenBatchNorm2d]
-    )
-    try:
-        graph = tracer.trace(root)
-    except Exception as exc:
-        raise BackboneError(
-            f"{name}'s forward_features cannot be traced by torch.fx ({type(exc).__name__}: "
-            f"{exc}), so it cannot be cut into a detection backbone. Its forward_features "
-            f"must not branch on tensor values or sizes."
-        ) from exc
-    qualnames = tracer.node_to_qualname
-    stage_nodes = []
-    for stage in model.feature_info:
-        prefix = f"model.{stage.module}"
-        matches = [
-            node
-            for node, qualname in qualnames.items()
-            if qualname == prefix or qualname.startswith(prefix + ".")
-        ]
-        if not matches:
-            raise BackboneError(
-                f"{name}'s feature_info names {stage.module!r}, but its forward_features "
-                f"never calls that module. Fix the model's feature_info."
-            )
-        stage_nodes.append(matches[-1])
-    return TracedClassifier(model, root, graph, stage_nodes)
-
-
-def _graph_module(traced: TracedClassifier, graph: fx.Graph, name: str) -> fx.GraphModule:
-    module = fx.GraphModule(traced.root, graph, name)
-    module.graph.eliminate_dead_code()
-    module.graph.lint()
-    module.recompile()
-    module.delete_all_unused_submodules()
-    return module
-
-
-def trunk(traced: TracedClassifier, stages: list[int]) -> fx.GraphModule:
-    """The classifier up to the given stages, returning {"0": map, "1": map, ...}."""
-    graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    wanted = {traced.stage_nodes[i]: str(k) for k, i in enumerate(stages)}
-    outputs: dict[str, fx.Node] = {}
-    for node in traced.graph.nodes:
-        if node.op == "output":
-            continue
-        env[node] = graph.node_copy(node, lambda n: env[n])
-        if node in wanted:
-            outputs[wanted[node]] = env[node]
-        if len(outputs) == len(wanted):
-            break
-    graph.output(OrderedDict(sorted(outputs.items(), key=lambda kv: int(kv[0]))))
-    return _graph_module(traced, graph, "Trunk")
 
 
 def stage_head(traced: TracedClassifier, first: int, last: int) -> fx.GraphModule:
@@ -150,7 +63,7 @@ def stage_head(traced: TracedClassifier, first: int, last: int) -> fx.GraphModul
         if node is end:
             break
     graph.output(env[end])
-    return _graph_module(traced, graph, "StageHead")
+    return graph_module(traced, graph, "StageHead")
 
 
 def parameter_stages(traced: TracedClassifier) -> dict[str, int]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
+from cnnzoo.features import trace, trunk
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -35,8 +36,6 @@ from cnnzoo_detect.backbone import (
     load_classifier,
     single_map_stage,
     stage_head,
-    trace,
-    trunk,
 )
 
 Neck = Literal["single", "c4", "fpn"]

@@ -4,6 +4,7 @@ from cnnzoo.card import ModelCard, PretrainedWeights, PublishedError
 from cnnzoo.errors import (
     CnnzooError,
     DatasetError,
+    FeatureMapsError,
     InputShapeError,
     ModelNotFoundError,
     PluginError,
@@ -17,6 +18,8 @@ __all__ = [
     "CnnzooError",
     "DatasetError",
     "FeatureInfo",
+    "FeatureMaps",
+    "FeatureMapsError",
     "ImageClassifier",
     "InputShapeError",
     "ModelCard",
@@ -39,4 +42,8 @@ def __getattr__(name: str):
         from cnnzoo.module import ImageClassifier
 
         return ImageClassifier
+    if name == "FeatureMaps":  # torchvision's fx feature extraction, imported when used
+        from cnnzoo.features import FeatureMaps
+
+        return FeatureMaps
     raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")

@@ -20,5 +20,9 @@ class InputShapeError(CnnzooError, ValueError):
     """Images of a shape or channel count the model cannot take."""
 
 
+class FeatureMapsError(CnnzooError, ValueError):
+    """A model that cannot be cut into the feature maps asked for."""
+
+
 class DatasetError(CnnzooError, FileNotFoundError):
     """A dataset that is missing, laid out wrongly or corrupt."""

@@ -17,13 +17,16 @@ import difflib
 import fnmatch
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from cnnzoo.card import ModelCard
 from cnnzoo.errors import ModelNotFoundError, PluginError
 from cnnzoo.protocol import ClassifierNet
+
+if TYPE_CHECKING:
+    from cnnzoo.features import FeatureMaps
 
 GROUP = "cnnzoo.models"
 NAMESPACE_GROUP = "cnnzoo.namespaces"
@@ -236,15 +239,22 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     pretrained: bool | str = False,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **kwargs: Any,
-) -> ClassifierNet:
+) -> ClassifierNet | FeatureMaps:
     """Build a registered model: `create_model("lenet5", num_classes=10, in_chans=1)`.
 
     `num_classes` and `in_chans` default to the paper's; other keyword arguments go to the
     variant's builder (only those the paper varied, such as a width multiplier).
     `pretrained=True` loads the first published weights the card lists (torchvision's or
     timm's, renamed into ours), or the ones named: `pretrained="ResNet50_Weights.IMAGENET2K_V2"`.
+    `features_only=True` gives the network cut into its stages' feature maps (a
+    `cnnzoo.FeatureMaps`): its forward gives one map for each stage of `feature_info` that
+    `out_indices` names (every stage where None).
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices picks feature maps: pass it with features_only=True.")
     build = _load(name)
     if pretrained:
         from cnnzoo.pretrained import choose_weights
@@ -273,4 +283,8 @@ def create_model(
         from cnnzoo.pretrained import load_pretrained
 
         load_pretrained(model, weights)
+    if features_only:
+        from cnnzoo.features import FeatureMaps  # torchvision's fx tooling, loaded when used
+
+        return FeatureMaps(model, out_indices)
     return model

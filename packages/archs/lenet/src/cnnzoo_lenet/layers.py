@@ -80,6 +80,7 @@ class PartialConv2d(nn.Module):
         super().__init__()
         out_channels = connections.shape[0]
         self.kernel_size = kernel_size
+        self.kernel_shape = (out_channels, connections.shape[1], kernel_size, kernel_size)
         self.register_buffer("connections", connections.clone(), persistent=False)
         self.weight = nn.Parameter(torch.empty(int(connections.sum()), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels))
@@ -90,11 +91,10 @@ class PartialConv2d(nn.Module):
         uniform_fan_in_(self.bias, fan_in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out_channels, in_channels = self.connections.shape
-        kernel = self.weight.new_zeros(
-            out_channels, in_channels, self.kernel_size, self.kernel_size
-        )
-        kernel[self.connections] = self.weight
+        # The stored kernels fill the connected (output, input) pairs in row-major order; a
+        # scatter rather than an indexed assignment keeps the forward traceable (torch.fx).
+        connected = self.connections[:, :, None, None].expand(*self.kernel_shape)
+        kernel = self.weight.new_zeros(self.kernel_shape).masked_scatter(connected, self.weight)
         return F.conv2d(x, kernel, self.bias)
 
 

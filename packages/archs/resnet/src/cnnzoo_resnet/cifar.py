@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from cnnzoo import ModelCard, PublishedError, variant
 
-from cnnzoo_resnet.resnet import BasicBlock, PlainBlock, ResNet
+from cnnzoo_resnet.resnet import BasicBlock, PlainBlock, ResNet, start_running_statistics
 
 # Table 6: depth 6n + 2 -> (n, printed parameters, printed error). ResNet-110's 6.43 is the
 # best of 5 runs; their mean is 6.61 +- 0.16.
@@ -59,6 +59,21 @@ def _card(depth: int, plain: bool = False) -> ModelCard:
     source = f"Table 6: ResNet, {depth} layers"
     if plain:
         source += " (§4.2: the plain net has exactly the residual net's parameters)"
+    notes = (
+        "Plain counterpart of Fig. 6 (left): 3x3 layers with BatchNorm, no shortcut; the "
+        "paper plots its training curves but prints no error."
+        if plain
+        else "Option A shortcuts: the identity, zero-padded and subsampled where the "
+        "width doubles (§4.2)."
+    )
+    if depth == 1202:
+        notes += (
+            " Built with BatchNorm running statistics measured on one batch of noise, not "
+            "torch's placeholder (mean 0, variance 1): with the placeholder, eval mode "
+            "before training doubles the sum in each of the 600 units under He "
+            "initialisation and overflows float32 to NaN. Training, which normalises with "
+            "each batch's own statistics, is the paper's either way."
+        )
     return ModelCard(
         paper=PAPER,
         authors=AUTHORS,
@@ -70,13 +85,7 @@ def _card(depth: int, plain: bool = False) -> ModelCard:
         params_source=source,
         published_errors=errors,
         recipe=None,
-        notes=(
-            "Plain counterpart of Fig. 6 (left): 3x3 layers with BatchNorm, no shortcut; the "
-            "paper plots its training curves but prints no error."
-            if plain
-            else "Option A shortcuts: the identity, zero-padded and subsampled where the "
-            "width doubles (§4.2)."
-        ),
+        notes=notes,
     )
 
 
@@ -119,7 +128,9 @@ def resnet110(num_classes: int = 10, in_chans: int = 3) -> ResNet:
 @variant(_card(1202))
 def resnet1202(num_classes: int = 10, in_chans: int = 3) -> ResNet:
     """CIFAR ResNet-1202 (n = 200, Table 6): 19,421,274 parameters, the paper's 19.4M."""
-    return _build(1202, num_classes, in_chans)
+    model = _build(1202, num_classes, in_chans)
+    start_running_statistics(model, 32, 32)  # see the card's notes: finite before training
+    return model
 
 
 @variant(_card(20, plain=True))

@@ -36,6 +36,7 @@ from cnnzoo_resnet.resnet import (
     ZeroPadIdentity,
     conv1x1,
     conv3x3,
+    start_running_statistics,
 )
 
 
@@ -274,12 +275,18 @@ def preact_resnet164(num_classes: int = 10, in_chans: int = 3) -> PreActResNet:
         ),
         notes="333 bottleneck units, 111 per stage. 10,327,706 parameters; the paper's 10.2M "
         "is the count without BatchNorm's scales and shifts (10,178,490), hence the 1% "
-        "tolerance.",
+        "tolerance. Built with BatchNorm running statistics measured on one batch of noise, "
+        "not torch's placeholder (mean 0, variance 1): with the placeholder, eval mode before "
+        "training lets each of the 333 units multiply the sum under the authors' He "
+        "initialisation, and float32 overflows to NaN. Training, which normalises with each "
+        "batch's own statistics, is the paper's either way.",
     )
 )
 def preact_resnet1001(num_classes: int = 10, in_chans: int = 3) -> PreActResNet:
     """Pre-activation CIFAR ResNet-1001: 333 bottleneck units, 10,327,706 parameters."""
-    return _cifar(1001, num_classes, in_chans)
+    model = _cifar(1001, num_classes, in_chans)
+    start_running_statistics(model, 32, 32)  # see the card's notes: finite before training
+    return model
 
 
 IMAGENET_NOTE = (

@@ -309,6 +309,40 @@ class ResNet(ClassifierNet):
         self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
 
 
+def start_running_statistics(model: ClassifierNet, height: int, width: int) -> None:
+    """Start every BatchNorm's running statistics at those of one batch of noise, N(0, 1)
+    images as normalised ones are, instead of torch's placeholder (mean 0, variance 1).
+
+    Training never reads running statistics (it normalises with each batch's own), so this
+    leaves the paper's training untouched; it only gives eval mode something true to use
+    before any training. With the placeholder, eval-mode BatchNorm is the identity, and
+    under He initialisation each residual unit then about doubles its input: after the
+    hundreds of units of ResNet-1202 or pre-activation ResNet-1001 the sum passes float32's
+    largest number (about 2^128), and inf - inf gives NaN logits. Measured statistics keep
+    each unit's branch at unit scale, as training does.
+    """
+    reference = next(model.parameters())
+    if reference.device.type == "meta":  # nothing to measure; a model built for counting
+        return
+    noise = torch.randn(
+        1, model.in_chans, height, width, generator=torch.Generator().manual_seed(0)
+    ).to(reference)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: after one batch, that batch's statistics
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.train().forward_features(noise)
+    finally:
+        model.train(training)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+            norm.num_batches_tracked.zero_()
+
+
 _TORCHVISION_KEY = re.compile(
     r"^(?:(?P<stem>conv1|bn1)|layer(?P<stage>[1-4])\.(?P<unit>\d+)\."
     r"(?:(?P<layer>(?:conv|bn)[1-3])|downsample\.(?P<down>[01]))|(?P<fc>fc))"
