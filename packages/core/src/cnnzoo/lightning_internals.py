@@ -1,7 +1,7 @@
 """Every private piece of Lightning that cnnzoo uses, in one place, each with why there is no
 public way; `tests/test_lightning_internals.py` fails loudly, naming the piece, when a
-Lightning release changes one. Checked against Lightning 2.5 and 2.6, the releases the packages allow
-(`lightning>=2.5,<2.7`): a newer one is allowed after this test passes on it.
+Lightning release changes one. Checked against Lightning 2.5 and 2.6, the releases the
+packages allow (`lightning>=2.5,<2.7`): a newer one is allowed once this test passes on it.
 
 The private hooks that cnnzoo's subclasses override are listed in `OVERRIDDEN`: a release
 that renames one would leave our override silently unused.
