@@ -93,7 +93,10 @@ def test_a_namespace_is_listed_only_when_the_pattern_names_it():
 
 
 @pytest.mark.slow
-def test_listing_the_zoo_imports_no_timm_and_timm_builds_our_plugins_lazily():
+def test_listing_the_zoo_imports_no_timm_and_the_bridge_registers_cards_configs():
+    """The zoo's own listing never imports timm; naming the timm namespace imports the
+    bridge, which registers every cnnzoo model in timm with its card's default config, as
+    timm's own models have one (reading the cards imports the plugins' builder modules)."""
     code = textwrap.dedent(
         """
         import sys
@@ -106,9 +109,9 @@ def test_listing_the_zoo_imports_no_timm_and_timm_builds_our_plugins_lazily():
         assert "cnnzoo_timm" in sys.modules  # the pattern named the namespace
 
         import timm
-        assert "cnnzoo_densenet" not in sys.modules  # registered in timm, not imported
-        timm.create_model("cnnzoo_densenet100_k12")
-        assert "cnnzoo_densenet" in sys.modules
+        cfg = timm.models.get_pretrained_cfg("cnnzoo_densenet100_k12")
+        assert cfg.input_size == (3, 32, 32) and cfg.num_classes == 10
+        assert timm.create_model("cnnzoo_densenet100_k12").num_classes == 10
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
