@@ -64,3 +64,13 @@ def test_no_other_source_file_reaches_into_lightnings_private_names():
             if "fit_loop._" in stripped or "_collect_rng_states" in stripped:
                 offenders.append(f"{path.relative_to(SOURCES)}:{number}")
     assert not offenders, f"private Lightning names outside lightning_internals: {offenders}"
+
+
+def test_the_wandb_loggers_init_arguments_are_the_dict_it_passes_to_wandb(tmp_path):
+    from cnnzoo.loggers import WandbLogger
+
+    logger = WandbLogger(name="run", save_dir=str(tmp_path), offline=True)
+    arguments = internals.wandb_init_arguments(logger)
+    assert arguments["name"] == "run" and arguments["project"] == "cnnzoo"
+    # Left out when unset: W&B would warn "The anonymous setting has no effect" at every run.
+    assert "anonymous" not in arguments

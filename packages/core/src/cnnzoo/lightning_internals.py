@@ -54,6 +54,13 @@ def load_training_loader_state(trainer: L.Trainer) -> None:
     trainer.fit_loop._load_combined_loader_states()
 
 
+def wandb_init_arguments(logger: WandbLogger) -> dict[str, Any]:
+    """The arguments Lightning's W&B logger will pass to `wandb.init`, to edit before the
+    run starts: the logger takes no others than its own and `**kwargs`, and passes
+    `anonymous=None` when unset, which W&B answers with a warning at every run."""
+    return logger._wandb_init
+
+
 def checkpoints_to_log(checkpoint_callback: ModelCheckpoint, logged_model_time: dict):
     """(mtime, path, score, tag) of the checkpoints written since they were last logged:
     Lightning's own scan, which its W&B logger uses for the same job."""

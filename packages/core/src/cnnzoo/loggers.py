@@ -23,7 +23,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from cnnzoo.lightning_internals import checkpoints_to_log
+from cnnzoo.lightning_internals import checkpoints_to_log, wandb_init_arguments
 
 
 def wandb_logged_in() -> bool:
@@ -75,6 +75,10 @@ class WandbLogger(LightningWandbLogger):
         # Set after Lightning's check, which refuses artifacts offline: W&B keeps them in
         # the offline run, and `wandb sync` uploads them with it.
         self._log_model = log_model
+        # Unset, it is left out: W&B warns that the setting has no effect at every run.
+        arguments = wandb_init_arguments(self)
+        if arguments.get("anonymous") is None:
+            arguments.pop("anonymous", None)
 
     @rank_zero_only
     def _scan_and_log_checkpoints(self, checkpoint_callback: ModelCheckpoint) -> None:
