@@ -157,10 +157,10 @@ class FeatureMaps(nn.Module):
         self.in_chans = model.in_chans
         self.card = model.card
         self.name = model.name
+        # The head that fixed some nets' input size is cut off; a minimum size still holds.
+        self._input_card = replace(model.card, fixed_input_size=False) if model.card else None
         self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # The head that fixed some nets' input size is cut off; a minimum size still holds.
-        card = replace(self.card, fixed_input_size=False) if self.card else None
-        check_input(x, self.name or type(self).__name__, self.in_chans, card)
+        check_input(x, self.name or type(self).__name__, self.in_chans, self._input_card)
         return list(self.trunk(x).values())

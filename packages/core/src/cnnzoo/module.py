@@ -126,9 +126,6 @@ class ImageClassifier(L.LightningModule):
         # device at every step; a non-finite loss makes its running sum non-finite, which
         # `_check_finite_loss` reads where the host waits for the device anyway.
         self.train_loss = MeanMetric(nan_strategy="disable")
-        # The class names of the data it learned (None: the data named none), kept in its
-        # checkpoints, so that predict, explain and the gallery name classes without the data.
-        self.classes: list[str] | None = None
         self._finite_until = 0  # the last step at which the running loss was seen finite
         ks = tuple(k for k in (1, 5) if k < classes)
         self.errors = torch.nn.ModuleDict(
@@ -158,9 +155,18 @@ class ImageClassifier(L.LightningModule):
                 f"the checkpoint {path} holds a {saved!r} model, not {arch!r}. Leave the "
                 f"model name out or name {saved!r}, or pass a checkpoint of {arch!r}."
             )
-        module = cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
-        module.model.classes = module.classes
-        return module
+        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of the data the model learned (None: the data named none): the
+        model's own `classes`, kept in the checkpoints, so that predict, explain, export and
+        the gallery name classes without the data."""
+        return self.model.classes
+
+    @classes.setter
+    def classes(self, names: list[str] | None) -> None:
+        self.model.classes = names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
         if self.channels_last:
