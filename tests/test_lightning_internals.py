@@ -74,3 +74,40 @@ def test_the_wandb_loggers_init_arguments_are_the_dict_it_passes_to_wandb(tmp_pa
     assert arguments["name"] == "run" and arguments["project"] == "cnnzoo"
     # Left out when unset: W&B would warn "The anonymous setting has no effect" at every run.
     assert "anonymous" not in arguments
+
+
+def test_a_built_checkpoint_callback_takes_a_folder_and_a_step_interval(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callback = ModelCheckpoint()
+    internals.place_checkpoints(callback, dirpath=tmp_path / "checkpoints", every_n_train_steps=7)
+    assert callback.dirpath == str((tmp_path / "checkpoints").resolve())
+    assert callback._every_n_train_steps == 7
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    # What `fit(ckpt_path="last")` asks before setup: the placed folder, not a logger's.
+    found = callback._find_last_checkpoints(L.Trainer(logger=False))
+    assert found == {str((tmp_path / "checkpoints" / "last.ckpt").resolve())}
+
+
+def test_a_built_csv_logger_takes_a_folder_name_and_version(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    logger = CSVLogger(save_dir=tmp_path / "a", name="first")
+    internals.place_csv_log(logger, save_dir=tmp_path / "b", name="run", version=3)
+    assert Path(logger.log_dir) == tmp_path / "b" / "run" / "version_3"
+    assert (logger.save_dir, logger.name, logger.version) == (str(tmp_path / "b"), "run", 3)
+
+
+def test_a_built_wandb_logger_takes_a_folder_name_and_run_id(tmp_path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(tmp_path / "a"), offline=True)
+    internals.place_wandb_run(logger, save_dir=tmp_path / "b", name="run", run_id="abc123")
+    arguments = internals.wandb_init_arguments(logger)
+    assert (arguments["dir"], arguments["name"], arguments["id"]) == (
+        str(tmp_path / "b"),
+        "run",
+        "abc123",
+    )
+    assert (logger.save_dir, logger.version) == (str(tmp_path / "b"), "abc123")

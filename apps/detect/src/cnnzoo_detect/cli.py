@@ -12,7 +12,6 @@ cnnzoo-detect predict --config ... --ckpt_path <ckpt> --save_images true
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from cnnzoo.runs import RunCLI, run_command
 from jsonargparse import Namespace
@@ -61,9 +60,7 @@ class DetectCLI(RunCLI):
 
     def before_predict(self) -> None:
         config = self.config["predict"]
-        output_dir = config.get("output_dir") or Path(
-            config.trainer.default_root_dir, self.run_name(config), "predictions"
-        )
+        output_dir = config.get("output_dir") or self.trainer.run_dir / "predictions"
         self.trainer.callbacks.append(
             DetectionWriter(output_dir, config.get("save_images"), config.get("score_threshold"))
         )

@@ -9,13 +9,15 @@ that renames one would leave our override silently unused.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.utilities import _scan_checkpoints
 
 # Whether `rich` is importable as Lightning's RichProgressBar needs it (its own test of the
@@ -65,3 +67,42 @@ def checkpoints_to_log(checkpoint_callback: ModelCheckpoint, logged_model_time: 
     """(mtime, path, score, tag) of the checkpoints written since they were last logged:
     Lightning's own scan, which its W&B logger uses for the same job."""
     return _scan_checkpoints(checkpoint_callback, logged_model_time)
+
+
+def place_checkpoints(
+    callback: ModelCheckpoint, *, dirpath=None, every_n_train_steps: int | None = None
+) -> None:
+    """Give a built checkpoint callback its folder or its step interval (a `RunTrainer`
+    places its callbacks in the run's folder): ModelCheckpoint takes both in its constructor
+    only, and without a folder asks the first logger's version folder at setup, which a run
+    resumed with `ckpt_path="last"` has to know before."""
+    if dirpath is not None:
+        callback.dirpath = os.path.realpath(os.path.expanduser(os.fspath(dirpath)))
+        callback._fs = get_filesystem(callback.dirpath)
+    if every_n_train_steps is not None:
+        callback._every_n_train_steps = every_n_train_steps
+
+
+def place_csv_log(logger: CSVLogger, *, save_dir=None, name=None, version=None) -> None:
+    """Set a built CSV logger's folder, name or version before it writes (the logger takes
+    them in its constructor only; a run's name and resumed version are known later). The
+    logger keeps its folder twice: as Fabric's logger does, and as its own `save_dir`."""
+    if save_dir is not None:
+        logger._root_dir = logger._save_dir = os.fspath(save_dir)
+        logger._fs = get_filesystem(logger._root_dir)
+    if name is not None:
+        logger._name = name
+    if version is not None:
+        logger._version = version
+
+
+def place_wandb_run(logger: WandbLogger, *, save_dir=None, name=None, run_id=None) -> None:
+    """Set a W&B logger's folder, run name or run id before its run starts (as
+    `place_csv_log`: the logger keeps each twice, as an attribute and in its init arguments)."""
+    arguments = wandb_init_arguments(logger)
+    if save_dir is not None:
+        arguments["dir"] = logger._save_dir = os.fspath(save_dir)
+    if name is not None:
+        arguments["name"] = logger._name = name
+    if run_id is not None:
+        arguments["id"] = logger._id = run_id

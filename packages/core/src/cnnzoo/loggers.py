@@ -23,7 +23,14 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from cnnzoo.lightning_internals import checkpoints_to_log, wandb_init_arguments
+from cnnzoo.lightning_internals import (
+    checkpoints_to_log,
+    place_csv_log,
+    place_wandb_run,
+    wandb_init_arguments,
+)
+
+RUNS = "runs"  # where runs are kept unless told otherwise
 
 
 def wandb_logged_in() -> bool:
@@ -58,16 +65,17 @@ class WandbLogger(LightningWandbLogger):
     def __init__(
         self,
         name: str | None = None,
-        save_dir: str = "runs",
+        save_dir: str | None = None,
         project: str = "cnnzoo",
         offline: bool | None = None,
         log_model: bool | Literal["all"] = False,
         **kwargs: Any,
     ) -> None:
-        os.makedirs(save_dir, exist_ok=True)
+        # Unset, the run's name and folder (`RunTrainer` sets them; elsewhere: runs/).
+        self._unset = {"name": name is None, "save_dir": save_dir is None}
         super().__init__(
             name=name,
-            save_dir=save_dir,
+            save_dir=save_dir or RUNS,
             project=project,
             offline=wandb_offline() if offline is None else offline,
             **kwargs,
@@ -79,6 +87,26 @@ class WandbLogger(LightningWandbLogger):
         arguments = wandb_init_arguments(self)
         if arguments.get("anonymous") is None:
             arguments.pop("anonymous", None)
+
+    def follow_run(self, root: str | os.PathLike, run_name: str | None) -> None:
+        """Keep the W&B run in `root/wandb/`, named after the run, unless given others."""
+        place_wandb_run(
+            self,
+            save_dir=root if self._unset["save_dir"] else None,
+            name=run_name if self._unset["name"] else None,
+        )
+
+    def continue_version(self, run_id: str) -> None:
+        """Go on in the W&B run `run_id` (a resumed run's), unless given a run id."""
+        if self.version is None:
+            place_wandb_run(self, run_id=run_id)
+
+    @property
+    def experiment(self):
+        # Made when the run starts, not when the logger is built: until then its folder may
+        # still change (`follow_run`). W&B falls back to a temporary folder where none is.
+        os.makedirs(self.save_dir, exist_ok=True)
+        return super().experiment
 
     @rank_zero_only
     def _scan_and_log_checkpoints(self, checkpoint_callback: ModelCheckpoint) -> None:
@@ -137,7 +165,36 @@ class _ContinuedWriter(ExperimentWriter):
 
 class CSVLogger(LightningCSVLogger):
     """Lightning's CSVLogger whose log, given the version of an existing one (as a resumed
-    run is, by `cnnzoo.sittings.RunClock`), goes on where it ended."""
+    run is, by `cnnzoo.run_trainer.RunTrainer`), goes on where it ended.
+
+    Unset, `save_dir` and `name` are the run's (`RunTrainer` sets them; elsewhere the log is
+    `runs/version_<n>/`).
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike | None = None,
+        name: str | None = None,
+        version: int | str | None = None,
+        prefix: str = "",
+        flush_logs_every_n_steps: int = 100,
+    ) -> None:
+        self._unset = {"save_dir": save_dir is None, "name": name is None}
+        self._version_given = version is not None
+        super().__init__(save_dir or RUNS, name, version, prefix, flush_logs_every_n_steps)
+
+    def follow_run(self, root: str | os.PathLike, run_name: str | None) -> None:
+        """Log under `root/<run_name>/`, unless given a folder and name of its own."""
+        place_csv_log(
+            self,
+            save_dir=root if self._unset["save_dir"] else None,
+            name=run_name if self._unset["name"] else None,
+        )
+
+    def continue_version(self, version: int | str) -> None:
+        """Go on in the log `version` (a resumed run's), unless given a version."""
+        if not self._version_given:
+            place_csv_log(self, version=version)
 
     @property
     @rank_zero_experiment

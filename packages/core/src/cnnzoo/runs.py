@@ -1,12 +1,12 @@
 """The run framework under both commands, `cnnzoo` (classification) and `cnnzoo-detect`.
 
-A run lives in `<default_root_dir>/<run name>/`: `checkpoints/` (the best by the monitored
-metric, and `last.ckpt` written atomically at every epoch end and every n steps),
-`version_<n>/` (the CSV log, which a resumed run goes on writing), and the W&B run under
-`<default_root_dir>/wandb/`. The run clock counts its time over sittings
-(`--sitting_minutes`, exit status 75 while the schedule goes on), and `fit` ends with a test
-of a checkpoint. A command is a `RunCLI` subclass that names its runs, its monitored metric
-and its own callbacks; everything else is here, once.
+The trainer is `cnnzoo.run_trainer.RunTrainer`, which keeps a run in
+`<default_root_dir>/<run name>/` and resumes it into the same logs. Here are its defaults:
+`checkpoints/` (the best by the monitored metric, and `last.ckpt` written atomically at every
+epoch end and every n steps), the CSV log and the W&B run, the run clock over sittings
+(`--sitting_minutes`, exit status 75 while the schedule goes on), exact resume, and a test of
+a checkpoint after `fit`. A command is a `RunCLI` subclass that names its runs, its monitored
+metric and its own callbacks; everything else is here, once.
 
 LightningCLI needs jsonargparse (`lightning[pytorch-extra]`, the `cli` extra of cnnzoo).
 """
@@ -26,9 +26,10 @@ from lightning.pytorch.cli import LightningCLI
 
 from cnnzoo.checkpoint import check_checkpoint_file
 from cnnzoo.errors import CnnzooError
-from cnnzoo.sittings import SITTING_ENDED, RunClock, continued_log_versions
+from cnnzoo.loggers import RUNS
+from cnnzoo.run_trainer import RunTrainer
+from cnnzoo.sittings import SITTING_ENDED, RunClock
 
-RUNS = "runs"
 LAST_EVERY_N_STEPS = 1000  # mid-epoch `last.ckpt`: at most this many steps lost to a kill
 
 
@@ -87,6 +88,7 @@ class RunCLI(LightningCLI):
 
     def __init__(self, *args, **kwargs) -> None:
         _silence_what_users_cannot_change()
+        kwargs.setdefault("trainer_class", RunTrainer)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -122,18 +124,15 @@ class RunCLI(LightningCLI):
             "trainer.plugins": [{"class_path": "cnnzoo.checkpoint.AtomicCheckpointIO"}],
             "trainer.logger": [
                 # The CSV log that a resumed run goes on writing (its version is in the clock).
-                {"class_path": "cnnzoo.loggers.CSVLogger", "init_args": {"save_dir": RUNS}},
-                {"class_path": "cnnzoo.loggers.WandbLogger", "init_args": {"save_dir": RUNS}},
+                {"class_path": "cnnzoo.loggers.CSVLogger"},
+                {"class_path": "cnnzoo.loggers.WandbLogger"},
             ],
             "trainer.callbacks": [
                 best,
                 # last.ckpt after every epoch and every n steps, to resume from (`--ckpt_path
                 # last`): since Lightning 2.6 `save_last` of a checkpoint that monitors a
                 # metric writes it only when the metric improves.
-                {
-                    "class_path": "cnnzoo.checkpoint.LastCheckpoint",
-                    "init_args": {"every_n_train_steps": LAST_EVERY_N_STEPS},
-                },
+                {"class_path": "cnnzoo.checkpoint.LastCheckpoint"},
                 {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"},
                 # The run's clock and log names in its checkpoints: a resumed run goes on
                 # with both.
@@ -180,6 +179,9 @@ class RunCLI(LightningCLI):
             help="also write last.ckpt every n training steps inside an epoch (0: only at "
             "epoch ends), so that a killed run resumes with --ckpt_path last losing < n steps",
         )
+        # The trainer's own (RunTrainer), under the names the command has always had.
+        parser.link_arguments("sitting_minutes", "trainer.sitting_minutes")
+        parser.link_arguments("checkpoint_every_n_steps", "trainer.checkpoint_every_n_steps")
         self.add_run_arguments(parser)
 
     def _parse_ckpt_path(self) -> None:
@@ -194,44 +196,16 @@ class RunCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         self.check_config(config)
-        name = self.run_name(config)
-        root = config.trainer.default_root_dir
         self._apply_wandb_options(config)
         self._choose_progress_bar(config)
-        self._place_checkpoints(config, f"{root}/{name}/checkpoints")
-        resumed = self._resumed_log_versions(config)
-        for logger in config.trainer.logger or []:
-            if isinstance(logger, dict) or not hasattr(logger, "init_args"):
-                continue
-            if logger.init_args.get("name") in (None, "lightning_logs"):
-                logger.init_args.name = name
-            if logger.init_args.get("save_dir") == RUNS:  # follow --trainer.default_root_dir
-                logger.init_args.save_dir = root
-            if logger.class_path.endswith("CSVLogger") and "csv" in resumed:
-                logger.init_args.version = resumed["csv"]
-            if logger.class_path.endswith("WandbLogger") and "wandb" in resumed:
-                logger.init_args.id = resumed["wandb"]
 
-    @staticmethod
-    def _place_checkpoints(config: Namespace, folder: str) -> None:
-        """The checkpoints in the run's folder, last.ckpt every n steps, the sitting's length."""
-        sitting = config.get("sitting_minutes")
-        has_clock = False
-        for callback in config.trainer.callbacks or []:
-            class_path = getattr(callback, "class_path", "")
-            if class_path.endswith("LastCheckpoint"):
-                callback.init_args.every_n_train_steps = config.checkpoint_every_n_steps
-            if class_path.endswith("RunClock"):
-                has_clock = True
-                if sitting is not None:
-                    callback.init_args.sitting_minutes = sitting
-            is_checkpoint = class_path.endswith(("ModelCheckpoint", "LastCheckpoint"))
-            if is_checkpoint and callback.init_args.get("dirpath") is None:
-                callback.init_args.dirpath = folder
-        if sitting is not None and not has_clock:  # the callbacks were replaced
-            clock = Namespace(class_path="cnnzoo.sittings.RunClock")
-            clock.init_args = Namespace(sitting_minutes=sitting)
-            config.trainer.callbacks = [*(config.trainer.callbacks or []), clock]
+    def instantiate_trainer(self, **kwargs) -> RunTrainer:
+        # The run's name from its model unless given: given to the trainer, not written into
+        # the config, so that the saved config trains another model under that one's name.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.get("run_name") is None:
+            kwargs.setdefault("run_name", self.run_name(config))
+        return super().instantiate_trainer(**kwargs)
 
     @staticmethod
     def _choose_progress_bar(config: Namespace) -> None:
@@ -248,22 +222,6 @@ class RunCLI(LightningCLI):
                     callback = Namespace(class_path="cnnzoo.callbacks.ProgressLines")
             kept.append(callback)
         config.trainer.callbacks = kept
-
-    def _resumed_log_versions(self, config: Namespace) -> dict:
-        """The CSV log version (and W&B run id, after a clean sitting) of the run that
-        `fit --ckpt_path` resumes, so that its curves go on in the same log and W&B run."""
-        path = config.get("ckpt_path") if self.subcommand == "fit" else None
-        if path == "last":  # where LastCheckpoint writes it (its dirpath, set above)
-            folders = [
-                callback.init_args.get("dirpath")
-                for callback in config.trainer.callbacks or []
-                if getattr(callback, "class_path", "").endswith("LastCheckpoint")
-            ]
-            folder = next(filter(None, folders), None)
-            path = f"{folder}/last.ckpt" if folder else None
-        if not path or path in ("best", "hpc", "registry"):
-            return {}
-        return continued_log_versions(path)
 
     @staticmethod
     def _apply_wandb_options(config: Namespace) -> None:
