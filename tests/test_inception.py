@@ -111,7 +111,7 @@ def test_googlenet_structure():
     assert stem == ["conv1", "pool1", "norm1", "conv2_reduce", "conv2", "norm2", "pool2"]
     assert isinstance(model.features.norm1, nn.LocalResponseNorm)
     assert list(model.aux) == ["inception4a", "inception4d"]
-    assert model.dropout.p == 0.4 and model.aux["inception4a"].dropout.p == 0.7
+    assert model.head_drop.p == 0.4 and model.aux["inception4a"].dropout.p == 0.7
     assert model.card.aux_loss_weight == 0.3
     assert "torchvision" in model.card.notes
 
@@ -294,7 +294,7 @@ def test_inception_v4_table():
         "inception_c": 3,
     }
     assert model.features.stem.mixed_5a.out_chans == 384
-    assert model.dropout.p == pytest.approx(0.2)  # keep 0.8
+    assert model.head_drop.p == pytest.approx(0.2)  # keep 0.8
 
 
 def test_inception_resnet_v1_figures():

@@ -91,8 +91,41 @@ def test_create_model_num_classes_and_in_chans(name, num_classes, in_chans):
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
 @pytest.mark.parametrize("argument", ["num_classes", "in_chans"])
 def test_bad_class_or_channel_counts_are_refused(argument, bad):
+    if argument == "num_classes" and bad == 0:  # timm's "no classifier"
+        assert cnnzoo.create_model("lenet5", num_classes=0).num_classes == 0
+        return
     with pytest.raises(ValueError, match=f"{argument} must be a positive integer"):
         cnnzoo.create_model("lenet5", **{argument: bad})
+
+
+@pytest.mark.parametrize("name", ["resnet20", "densenet40_k12", "lenet5"])
+def test_num_classes_0_and_global_pool_as_in_timm(name):
+    """`num_classes=0`: forward gives the classifier's input features; with
+    `global_pool=""` (where the head pools globally), the last feature map."""
+    torch.manual_seed(0)
+    model = cnnzoo.create_model(name).eval()
+    x = torch.randn(1, *cnnzoo.model_card(name).input_size)
+    features = cnnzoo.create_model(name, num_classes=0)
+    features.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        pre_logits = model.forward_head(model.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(features.eval()(x), pre_logits)
+        if isinstance(model, cnnzoo.PooledClassifierNet):
+            unpooled = cnnzoo.create_model(name, num_classes=0, global_pool="")
+            unpooled.load_state_dict(model.state_dict(), strict=False)
+            torch.testing.assert_close(unpooled.eval()(x), model.forward_features(x))
+            maxed = cnnzoo.create_model(name, global_pool="max")
+            maxed.load_state_dict(model.state_dict())
+            expected = model.get_classifier()(model.forward_features(x).amax((2, 3)))
+            torch.testing.assert_close(maxed.eval()(x), expected)
+
+
+@pytest.mark.bad_input
+def test_global_pool_is_refused_where_the_head_does_not_pool_or_the_kind_is_unknown():
+    with pytest.raises(ValueError, match="vgg11's head does not end in a global pooling"):
+        cnnzoo.create_model("vgg11", global_pool="")
+    with pytest.raises(ValueError, match=r"global_pool must be one of \('avg', 'max', ''\)"):
+        cnnzoo.create_model("resnet20", global_pool="catavgmax")
 
 
 @pytest.mark.bad_input

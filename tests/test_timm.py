@@ -400,6 +400,64 @@ EXCLUDED_FROM_TIMMS_BACKWARD_TESTS = {
 }
 
 
+NO_GLOBAL_POOL = (
+    "its classifier takes a map of a fixed size (LeNet-5's F6, AlexNet's, ZFNet's and VGG's "
+    "fc6 and fc7) or comes before the pooling (NIN's last mlpconv gives one map per class): "
+    "after the head there is no unpooled map for reset_classifier(0, '') to give, as for "
+    "timm's own VGG and the other nets of its EARLY_POOL_MODELS"
+)
+EXCLUDED_FROM_TIMMS_DEFAULT_CFGS_TEST = {
+    f"cnnzoo_{name}": NO_GLOBAL_POOL
+    for name in (
+        "alexnet",
+        "alexnet_owt",
+        "lenet5",
+        "lenet5_relu",
+        "nin_cifar10",
+        "nin_imagenet",
+        "vgg11",
+        "vgg11_bn",
+        "vgg11_lrn",
+        "vgg13",
+        "vgg13_bn",
+        "vgg16",
+        "vgg16_bn",
+        "vgg16_c",
+        "vgg19",
+        "vgg19_bn",
+        "zfnet",
+    )
+}
+
+
+def test_timms_default_cfgs_test_excludes_exactly_the_nets_without_a_global_pool():
+    """The nets timm's head test cannot take are those whose head is not global pooling then
+    one classifier; each refuses `global_pool`, saying why."""
+    unpooled = set()
+    for name in cnnzoo.list_models():
+        with torch.device("meta"):
+            model = timm.create_model(f"cnnzoo_{name}")
+        if not isinstance(model, cnnzoo.PooledClassifierNet):
+            unpooled.add(f"cnnzoo_{name}")
+            with pytest.raises(ValueError, match="does not end in a global pooling"):
+                model.reset_classifier(0, "")
+    assert set(EXCLUDED_FROM_TIMMS_DEFAULT_CFGS_TEST) == unpooled
+
+
+def test_our_models_answer_timms_head_conventions():
+    """What timm's test_model_default_cfgs asks, on one net of each head: the config names
+    the first convolution and the classifier, and gives the last map's size."""
+    for name, pool_size in (("cnnzoo_resnet20", (8, 8)), ("cnnzoo_densenet121", (7, 7))):
+        model = timm.create_model(name).eval()
+        cfg, state = model.default_cfg, model.state_dict()
+        assert f"{cfg['first_conv']}.weight" in state and f"{cfg['classifier']}.weight" in state
+        x = torch.randn(1, *cfg["input_size"])
+        with torch.no_grad():
+            assert model.forward_features(x).shape[-2:] == pool_size == cfg["pool_size"]
+            unpooled = timm.create_model(name, num_classes=0, global_pool="").eval()
+            assert unpooled(x).shape == (1, model.num_features, *pool_size)
+
+
 def test_timms_backward_tests_exclude_exactly_the_nets_with_auxiliary_classifiers():
     """The exclusion cannot grow silently: it names the nets whose cards weigh an auxiliary
     loss, and each does give timm's test what it cannot join."""

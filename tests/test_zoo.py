@@ -139,8 +139,31 @@ def test_protocol(name):
         torch.testing.assert_close(model.forward_head(features), model(x))
         pre_logits = model.forward_head(features, pre_logits=True)
         assert pre_logits.ndim == 2
+        # timm's conventions: the sizes it reads, the classifier named as in the weights,
+        # and reset_classifier(0) (and (0, "") where the head pools globally).
+        assert features.shape[1] == model.num_features
+        assert pre_logits.shape[1] == model.head_hidden_size
         model.reset_classifier(3)
         assert model(x).shape == (1, 3) and model.num_classes == 3
+        features, pre_logits = model.forward_features(x), model(x)
+        pre_logits = model.forward_head(features, pre_logits=True)
+        assert model.get_classifier() is model.get_submodule(model.classifier_name)
+        classifier_state = [k for k in model.state_dict() if k.startswith(model.classifier_name)]
+        assert classifier_state, f"no weights under {model.classifier_name!r}"
+        model.reset_classifier(0)
+        assert model.num_classes == 0 and not isinstance(model(x), AuxLogits)
+        pooled = model(x)
+        assert pooled.shape == (1, model.head_hidden_size)
+        torch.testing.assert_close(
+            pooled, model.forward_head(model.forward_features(x), pre_logits=True)
+        )
+        if isinstance(model, cnnzoo.PooledClassifierNet):
+            torch.testing.assert_close(pooled, pre_logits)  # the classifier's own input
+            model.reset_classifier(0, "")
+            torch.testing.assert_close(model(x), features)
+        else:
+            with pytest.raises(ValueError, match="does not end in a global pooling"):
+                model.reset_classifier(0, "")
     with pytest.raises(cnnzoo.InputShapeError, match="channels"):
         model(torch.randn(1, 3, *size))
 

@@ -9,6 +9,7 @@ from cnnzoo.errors import (
     ModelNotFoundError,
     PluginError,
 )
+from cnnzoo.head import PooledClassifierNet
 from cnnzoo.protocol import AuxLogits, ClassifierNet, FeatureInfo
 from cnnzoo.registry import create_model, list_models, model_card, refresh, variant
 
@@ -25,6 +26,7 @@ __all__ = [
     "ModelCard",
     "ModelNotFoundError",
     "PluginError",
+    "PooledClassifierNet",
     "PretrainedWeights",
     "PublishedError",
     "create_model",

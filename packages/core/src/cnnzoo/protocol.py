@@ -10,7 +10,7 @@ detection neck or a visualisation needs to know of a network.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +40,18 @@ class AuxLogits(NamedTuple):
 class ClassifierNet(nn.Module):
     """Base class of every cnnzoo model.
 
-    Subclasses set `num_classes`, `in_chans` and `feature_info`, and implement
-    `forward_features`, `forward_head` and `reset_classifier`. The registry attaches the
+    Subclasses set `num_classes`, `in_chans`, `feature_info`, `num_features` and
+    `head_hidden_size`, name their classifier (`classifier_name`), and implement
+    `forward_features`, `forward_head` and `new_classifier`. The registry attaches the
     variant's `card` and `name`.
     """
 
     num_classes: int
     in_chans: int
     feature_info: list[FeatureInfo]
+    num_features: int  # the channels of the last feature map (forward_features)
+    head_hidden_size: int  # the features the classifier takes (forward_head's pre_logits)
+    classifier_name: ClassVar[str] = "fc"  # the classifier's module, as the weights name it
     card: ModelCard | None = None
     name: str = ""
     # The class names of the data it learned, where known (a checkpoint that `cnnzoo fit`
@@ -60,8 +64,26 @@ class ClassifierNet(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         raise NotImplementedError
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        """A classifier into `num_classes`, initialised as the paper initialises it."""
         raise NotImplementedError
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.classifier_name)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier into `num_classes` (timm's convention); 0 takes it out, so that
+        forward gives the `head_hidden_size` features it would have taken. `global_pool` is
+        for the nets whose head pools globally (`cnnzoo.PooledClassifierNet`)."""
+        if global_pool is not None:
+            raise no_global_pool(self.name or type(self).__name__)
+        self._set_classifier(num_classes)
+
+    def _set_classifier(self, num_classes: int) -> None:
+        classifier = self.new_classifier(num_classes) if num_classes else nn.Identity()
+        device = next(self.parameters()).device
+        self.set_submodule(self.classifier_name, classifier.to(device))
+        self.num_classes = num_classes
 
     def criterion(
         self, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
@@ -113,6 +135,15 @@ class ClassifierNet(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Fail early, saying what to do, on input the network cannot take."""
         check_input(x, self.name or type(self).__name__, self.in_chans, self.card)
+
+
+def no_global_pool(name: str) -> ValueError:
+    """The error for `global_pool` given to a net whose head has no global pooling to set."""
+    return ValueError(
+        f"{name}'s head does not end in a global pooling (its classifier takes a map of a "
+        "fixed size, or comes before the pooling): global_pool applies to the nets whose "
+        "head does (ResNet, DenseNet, the Inception line, MobileNet, ...)."
+    )
 
 
 def check_input(x: torch.Tensor, name: str, in_chans: int, card: ModelCard | None) -> None:

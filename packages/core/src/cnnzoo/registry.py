@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from cnnzoo.card import ModelCard
 from cnnzoo.errors import ModelNotFoundError, PluginError
-from cnnzoo.protocol import ClassifierNet
+from cnnzoo.head import PooledClassifierNet
+from cnnzoo.protocol import ClassifierNet, no_global_pool
 
 if TYPE_CHECKING:
     from cnnzoo.features import FeatureMaps
@@ -241,6 +242,7 @@ def create_model(
     pretrained: bool | str = False,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
+    global_pool: str | None = None,
     **kwargs: Any,
 ) -> ClassifierNet | FeatureMaps:
     """Build a registered model: `create_model("lenet5", num_classes=10, in_chans=1)`.
@@ -252,6 +254,11 @@ def create_model(
     `features_only=True` gives the network cut into its stages' feature maps (a
     `cnnzoo.FeatureMaps`): its forward gives one map for each stage of `feature_info` that
     `out_indices` names (every stage where None).
+
+    As in timm, `num_classes=0` leaves the classifier out (forward gives the features the
+    classifier would have taken), and `global_pool` sets the pooling of a net whose head
+    pools globally: "avg", "max", or "" for none (with `num_classes=0`, forward gives the
+    last feature map).
     """
     if out_indices is not None and not features_only:
         raise ValueError("out_indices picks feature maps: pass it with features_only=True.")
@@ -260,11 +267,12 @@ def create_model(
         from cnnzoo.pretrained import choose_weights
 
         weights = choose_weights(name, build.card, pretrained)  # type: ignore[attr-defined]
-    for arg, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+    for arg, value, least in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
+            isinstance(value, bool) or not isinstance(value, int) or value < least
         ):
-            raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
+            kind = "a positive integer" if least else "a positive integer, or 0 for none"
+            raise ValueError(f"{arg} must be {kind}; got {value!r}.")
     accepted = inspect.signature(build).parameters
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
@@ -273,7 +281,7 @@ def create_model(
             f"model {name!r} takes no argument {', '.join(map(repr, unknown))}; "
             f"its own arguments are: {options}."
         )
-    if num_classes is not None:
+    if num_classes:  # 0: built with the paper's, whose classifier is then taken out
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
@@ -283,6 +291,12 @@ def create_model(
         from cnnzoo.pretrained import load_pretrained
 
         load_pretrained(model, weights)
+    if global_pool is not None:
+        if not isinstance(model, PooledClassifierNet):
+            raise no_global_pool(name)
+        model.set_global_pool(global_pool)
+    if num_classes == 0:
+        model.reset_classifier(0)
     if features_only:
         from cnnzoo.features import FeatureMaps  # torchvision's fx tooling, loaded when used
 

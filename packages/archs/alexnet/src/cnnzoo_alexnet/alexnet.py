@@ -70,6 +70,9 @@ class _AlexNetBase(ClassifierNet):
     fc6: nn.Sequential
     fc7: nn.Sequential
     fc8: nn.Linear
+    classifier_name = "fc8"
+    num_features = 256  # conv5's kernels
+    head_hidden_size = 4096  # fc7's units
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -121,7 +124,7 @@ class AlexNet(_AlexNetBase):
         # "in the first two fully-connected layers", so it acts on fc6's and fc7's outputs.
         self.fc6 = self._hidden_layer(256 * 6 * 6)
         self.fc7 = self._hidden_layer(4096)
-        self.fc8 = self._output_layer(num_classes)
+        self.fc8 = self.new_classifier(num_classes)
         self._init_weights()
 
     @staticmethod
@@ -134,8 +137,7 @@ class AlexNet(_AlexNetBase):
             )
         )
 
-    @staticmethod
-    def _output_layer(num_classes: int) -> nn.Linear:
+    def new_classifier(self, num_classes: int) -> nn.Module:
         fc8 = nn.Linear(4096, num_classes)
         nn.init.normal_(fc8.weight, std=0.01)
         nn.init.zeros_(fc8.bias)
@@ -154,10 +156,6 @@ class AlexNet(_AlexNetBase):
             nn.init.ones_(layer.bias)
         for layer in (self.fc6.fc, self.fc7.fc):
             nn.init.ones_(layer.bias)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc8 = self._output_layer(num_classes).to(self.fc7.fc.weight.device)
 
 
 class AlexNetOWT(_AlexNetBase):
@@ -204,9 +202,8 @@ class AlexNetOWT(_AlexNetBase):
             )
         )
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc8 = nn.Linear(4096, num_classes).to(self.fc7.fc.weight.device)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        return nn.Linear(4096, num_classes)
 
 
 # torchvision's `alexnet` module names -> alexnet_owt's.

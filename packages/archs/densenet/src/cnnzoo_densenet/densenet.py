@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import torch
 from cnnzoo import (
-    ClassifierNet,
     FeatureInfo,
     ModelCard,
+    PooledClassifierNet,
     PretrainedWeights,
     PublishedError,
     variant,
@@ -101,7 +101,7 @@ IMAGENET_MIN_INPUT_SIZE = 29
 CIFAR_MIN_INPUT_SIZE = 4
 
 
-class DenseNet(ClassifierNet):
+class DenseNet(PooledClassifierNet):
     """A DenseNet of any column of Table 1 or row of Table 2.
 
     `features` holds the stem, the dense blocks and the transitions between them, and the
@@ -109,6 +109,8 @@ class DenseNet(ClassifierNet):
     `drop_rate` is the dropout after each convolution but the first (§4.2: 0.2 on the data
     sets without augmentation, none otherwise).
     """
+
+    classifier_name = "classifier"  # as torchvision's weights name it
 
     def __init__(
         self,
@@ -155,15 +157,11 @@ class DenseNet(ClassifierNet):
         stages["final_relu"] = nn.ReLU(inplace=True)
         self.feature_info.append(FeatureInfo("features.final_relu", chans, stride))
         self.features = nn.Sequential(stages)
-        self.num_features = chans
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = self._classifier(num_classes)
+        self.build_head(chans, num_classes)  # global average pooling, a softmax classifier
         self._init_weights()
 
-    def _classifier(self, num_classes: int) -> nn.Linear:
-        classifier = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(classifier.bias)
-        return classifier
+    def init_classifier(self, fc: nn.Linear) -> None:
+        nn.init.zeros_(fc.bias)  # its weights keep torch's default (see _init_weights)
 
     def _init_weights(self) -> None:
         # The authors' Torch code initialises "following ResNet" (fb.resnet.torch): conv
@@ -176,18 +174,9 @@ class DenseNet(ClassifierNet):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.classifier.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        return x if pre_logits else self.classifier(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.classifier = self._classifier(num_classes).to(self.classifier.weight.device)
 
 
 # torchvision's densenet module names -> ours. A torchvision dense layer's norm1, conv1,

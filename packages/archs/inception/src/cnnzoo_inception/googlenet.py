@@ -98,6 +98,7 @@ class GoogLeNetAux(AuxClassifier):
     with ReLU, dropout of 70%, and a linear layer into the softmax."""
 
     linear_init = staticmethod(output_layer_init)
+    head_hidden_size = 1024
 
     def __init__(self, in_chans: int, num_classes: int) -> None:
         super().__init__()

@@ -138,6 +138,7 @@ class InceptionV3Aux(AuxClassifier):
     Batch-normalised ("BN-auxiliary", §7 and Table 3)."""
 
     linear_init = staticmethod(aux_classifier_init)
+    head_hidden_size = 768
 
     def __init__(self, in_chans: int, num_classes: int) -> None:
         super().__init__()

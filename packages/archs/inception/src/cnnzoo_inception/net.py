@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
-from cnnzoo import AuxLogits, ClassifierNet, FeatureInfo
+from cnnzoo import AuxLogits, FeatureInfo, PooledClassifierNet
 from torch import nn
 
 LinearInit = Callable[[nn.Linear], None]
@@ -19,18 +19,23 @@ def default_linear_init(layer: nn.Linear) -> None:
 
 
 class AuxClassifier(nn.Module):
-    """Base of the auxiliary heads: `fc` is their last linear layer."""
+    """Base of the auxiliary heads: `fc` is their last linear layer, on `head_hidden_size`
+    features."""
 
     fc: nn.Linear
+    head_hidden_size: int
     linear_init: LinearInit = staticmethod(default_linear_init)
 
     def reset_classifier(self, num_classes: int) -> None:
-        fc = nn.Linear(self.fc.in_features, num_classes).to(self.fc.weight.device)
-        self.linear_init(fc)
-        self.fc = fc
+        """A new last layer into `num_classes`; 0 leaves the head's features unclassified,
+        as the main classifier's `reset_classifier(0)` does."""
+        fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes else nn.Identity()
+        if num_classes:
+            self.linear_init(fc)
+        self.fc = fc.to(next(self.parameters()).device)
 
 
-class InceptionNet(ClassifierNet):
+class InceptionNet(PooledClassifierNet):
     """`features` (the paper's stages in order) -> global average pool -> dropout -> `fc`.
 
     `aux` maps a stage's name to the auxiliary classifier fed by that stage's output; they
@@ -49,28 +54,18 @@ class InceptionNet(ClassifierNet):
         linear_init: LinearInit = default_linear_init,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.in_chans = in_chans
-        self.num_features = num_features
         self.feature_info = feature_info
         self.features = nn.Sequential(OrderedDict(stages))
         self.aux = nn.ModuleDict(aux or {})
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
         self.linear_init = linear_init
-        self.fc = self._classifier(num_classes)
+        self.build_head(num_features, num_classes, drop_rate=dropout)
 
-    def _classifier(self, num_classes: int) -> nn.Linear:
-        fc = nn.Linear(self.num_features, num_classes)
+    def init_classifier(self, fc: nn.Linear) -> None:
         self.linear_init(fc)
-        return fc
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.dropout(self.global_pool(x).flatten(1))
-        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
         self.check_input(x)
@@ -83,9 +78,8 @@ class InceptionNet(ClassifierNet):
                 aux_logits.append(self.aux[name](x))
         return AuxLogits(self.forward_head(x), tuple(aux_logits))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = self._classifier(num_classes).to(self.fc.weight.device)
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        super().reset_classifier(num_classes, global_pool)
         for head in self.aux.values():
             head.reset_classifier(num_classes)
 

@@ -44,6 +44,10 @@ class LeNet5(ClassifierNet):
     """LeNet-5 as the paper describes it: scaled tanh, trainable subsampling, C3's partial
     connections, and fixed Euclidean RBF output units."""
 
+    classifier_name = "output"
+    num_features = 120  # C5's units
+    head_hidden_size = 84  # F6's units
+
     def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -70,9 +74,8 @@ class LeNet5(ClassifierNet):
         x = self.f6(x.flatten(1))
         return x if pre_logits else self.output(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.output = EuclideanRBF(num_classes).to(self.f6[0].weight.device)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        return EuclideanRBF(num_classes)
 
     def criterion(
         self, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
@@ -83,6 +86,10 @@ class LeNet5(ClassifierNet):
 class LeNet5ReLU(ClassifierNet):
     """The modern reading of LeNet-5 found in most tutorials, under its own name: ReLU,
     2x2 max pooling, a fully connected C3 and a linear softmax classifier."""
+
+    classifier_name = "output"
+    num_features = 120
+    head_hidden_size = 84
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1) -> None:
         super().__init__()
@@ -112,9 +119,8 @@ class LeNet5ReLU(ClassifierNet):
         x = self.f6(x.flatten(1))
         return x if pre_logits else self.output(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.output = nn.Linear(84, num_classes).to(self.f6[0].weight.device)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        return nn.Linear(84, num_classes)
 
 
 @variant(

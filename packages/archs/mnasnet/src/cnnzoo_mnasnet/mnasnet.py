@@ -29,9 +29,9 @@ from typing import NamedTuple
 
 import torch
 from cnnzoo import (
-    ClassifierNet,
     FeatureInfo,
     ModelCard,
+    PooledClassifierNet,
     PretrainedWeights,
     PublishedError,
     variant,
@@ -174,7 +174,7 @@ class MBConv(nn.Module):
         return x + out if self.use_shortcut else out
 
 
-class MnasNet(ClassifierNet):
+class MnasNet(PooledClassifierNet):
     """MnasNet from a block table (Fig. 7) and a width multiplier (the paper's "depth
     multiplier").
 
@@ -228,10 +228,8 @@ class MnasNet(ClassifierNet):
         layers["conv_head"] = conv_bn(channels, HEAD_CHANNELS, 1)
         self.feature_info.append(FeatureInfo("features.conv_head", HEAD_CHANNELS, stride))
         self.features = nn.Sequential(layers)
-        self.num_features = HEAD_CHANNELS
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.2)  # §5: "dropout rate 0.2 is applied to the last layer"
-        self.fc = nn.Linear(HEAD_CHANNELS, num_classes)
+        # §5: "dropout rate 0.2 is applied to the last layer"
+        self.build_head(HEAD_CHANNELS, num_classes, drop_rate=0.2)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -249,25 +247,15 @@ class MnasNet(ClassifierNet):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
-                self._init_classifier(module)
+                self.init_classifier(module)
 
-    @staticmethod
-    def _init_classifier(fc: nn.Linear) -> None:
+    def init_classifier(self, fc: nn.Linear) -> None:
         bound = 1.0 / math.sqrt(fc.out_features)
         nn.init.uniform_(fc.weight, -bound, bound)
         nn.init.zeros_(fc.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.dropout(self.pool(x).flatten(1))
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
-        self._init_classifier(self.fc)
 
 
 # torchvision's _InvertedResidual.layers indices (2 and 5 are ReLUs) -> ours.

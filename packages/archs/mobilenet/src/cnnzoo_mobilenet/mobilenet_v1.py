@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import FeatureInfo, ModelCard, PooledClassifierNet, PublishedError, variant
 from torch import nn
 
 
@@ -84,7 +84,7 @@ class DepthwiseSeparableConv(nn.Sequential):
         )
 
 
-class MobileNetV1(ClassifierNet):
+class MobileNetV1(PooledClassifierNet):
     """MobileNet-v1 of Table 1 with width multiplier α (§3.3).
 
     `features` holds `conv1` and `separable1` … `separable13`; then a global average pool
@@ -123,9 +123,7 @@ class MobileNetV1(ClassifierNet):
                     FeatureInfo(f"features.separable{index}", channels, stride)
                 )
         self.features = nn.Sequential(layers)
-        self.num_features = channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
+        self.build_head(channels, num_classes)  # Table 1: "Avg Pool 7x7", "FC"
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -144,15 +142,9 @@ class MobileNetV1(ClassifierNet):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pool(x).flatten(1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
-        nn.init.trunc_normal_(self.fc.weight, std=0.09, a=-0.18, b=0.18)
-        nn.init.zeros_(self.fc.bias)
+    def init_classifier(self, fc: nn.Linear) -> None:
+        nn.init.trunc_normal_(fc.weight, std=0.09, a=-0.18, b=0.18)  # as _init_weights
+        nn.init.zeros_(fc.bias)
 
 
 # timm's `mobilenetv1_100` groups the separable layers by resolution: blocks.<stage>.<i>.

@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 import torch
 from cnnzoo import (
-    ClassifierNet,
     FeatureInfo,
     ModelCard,
+    PooledClassifierNet,
     PretrainedWeights,
     PublishedError,
     variant,
@@ -106,7 +106,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_shortcut else out
 
 
-class MobileNetV2(ClassifierNet):
+class MobileNetV2(PooledClassifierNet):
     """MobileNet-v2 of Table 2 with a width multiplier (§6.1).
 
     `features` holds `conv1`, `bottleneck1` … `bottleneck7` (one per row of Table 2, each a
@@ -143,15 +143,13 @@ class MobileNetV2(ClassifierNet):
                 )
         # §6.1: "we apply width multiplier to all layers except the very last convolutional
         # layer" for multipliers below one; above one it widens that layer too.
-        self.num_features = make_divisible(LAST_CHANNELS * max(1.0, width_multiplier))
-        layers["conv_last"] = conv_bn_relu6(channels, self.num_features, 1)
-        self.feature_info.append(FeatureInfo("features.conv_last", self.num_features, stride))
+        last_channels = make_divisible(LAST_CHANNELS * max(1.0, width_multiplier))
+        layers["conv_last"] = conv_bn_relu6(channels, last_channels, 1)
+        self.feature_info.append(FeatureInfo("features.conv_last", last_channels, stride))
         self.features = nn.Sequential(layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        # Not in the paper's text; the authors' TF-slim release trains with dropout (keep
-        # probability 0.8) before the classifier, as do torchvision and timm.
-        self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(self.num_features, num_classes)
+        # Dropout is not in the paper's text; the authors' TF-slim release trains with it
+        # (keep probability 0.8) before the classifier, as do torchvision and timm.
+        self.build_head(last_channels, num_classes, drop_rate=0.2)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -169,15 +167,9 @@ class MobileNetV2(ClassifierNet):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.dropout(self.pool(x).flatten(1))
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
-        nn.init.trunc_normal_(self.fc.weight, std=0.09, a=-0.18, b=0.18)
-        nn.init.zeros_(self.fc.bias)
+    def init_classifier(self, fc: nn.Linear) -> None:
+        nn.init.trunc_normal_(fc.weight, std=0.09, a=-0.18, b=0.18)  # as _init_weights
+        nn.init.zeros_(fc.bias)
 
 
 def _torchvision_block_names(expanded: bool) -> dict[str, str]:

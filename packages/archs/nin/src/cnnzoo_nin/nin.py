@@ -87,7 +87,8 @@ class NIN(ClassifierNet):
     """A stack of mlpconv layers; the last one's maps, one per class, are the category
     confidence maps of §3.2 (`forward_features`), and `forward_head` averages each globally.
     NIN has no layer between that average and the soft-max, so `pre_logits` is the same
-    vector. `reset_classifier` replaces the last 1x1 convolution."""
+    vector. The classifier is the last 1x1 convolution (`reset_classifier(0)` takes it out:
+    the maps, and their averages, are then the ones before it)."""
 
     def __init__(
         self, layers: tuple[MlpConvSpec, ...], num_classes: int, in_chans: int = 3
@@ -116,6 +117,8 @@ class NIN(ClassifierNet):
             if spec.dropout:
                 modules[f"dropout{index}"] = nn.Dropout(0.5)
         self.features = nn.Sequential(modules)
+        self.classifier_name = f"features.mlpconv{len(layers)}.cccp2"
+        self.num_features = self.head_hidden_size = channels
         # §3.2: "take the average of each feature map"; at the paper's input size this is the
         # release's 8x8 (CIFAR-10) or 6x6 (ImageNet) average pooling.
         self.global_pool = nn.AdaptiveAvgPool2d(1)
@@ -126,15 +129,21 @@ class NIN(ClassifierNet):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.global_pool(x).flatten(1)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def new_classifier(self, num_classes: int) -> nn.Module:
         last: MlpConv = self.features[-1]
-        cccp2 = nn.Conv2d(last.cccp1.out_channels, num_classes, 1).to(last.cccp1.weight.device)
+        cccp2 = nn.Conv2d(last.cccp1.out_channels, num_classes, 1)
         nn.init.normal_(cccp2.weight, mean=0.0, std=self.last_init_std)
         nn.init.zeros_(cccp2.bias)
-        last.cccp2 = cccp2
-        self.num_classes = num_classes
+        return cccp2
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        super().reset_classifier(num_classes, global_pool)
+        # The last maps are the classifier's, or without it cccp1's.
+        last: MlpConv = self.features[-1]
+        channels = num_classes or last.cccp1.out_channels
+        self.num_features = self.head_hidden_size = channels
         info = self.feature_info[-1]
-        self.feature_info[-1] = FeatureInfo(info.module, num_classes, info.stride)
+        self.feature_info[-1] = FeatureInfo(info.module, channels, info.stride)
 
 
 PAPER = "Network In Network"

@@ -33,7 +33,7 @@ from typing import ClassVar, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
-from cnnzoo import ClassifierNet, FeatureInfo
+from cnnzoo import ClassifierNet, FeatureInfo, PooledClassifierNet
 from torch import nn
 
 # §3.3, "Identity vs. Projection Shortcuts" (Table 3): where a block changes the dimensions,
@@ -201,7 +201,7 @@ class BottleneckV1_5(Bottleneck):
     stride_on_3x3: ClassVar[bool] = True
 
 
-class ResNet(ClassifierNet):
+class ResNet(PooledClassifierNet):
     """A residual network of `block`s: `layers[i]` blocks in stage i, as in Table 1
     (`dataset="imagenet"`: 7x7 first layer and max pool, stages of 64, 128, 256 and 512
     filters) or §4.2 (`dataset="cifar"`: 3x3 first layer, stages of 16, 32 and 64 filters).
@@ -255,9 +255,7 @@ class ResNet(ClassifierNet):
             self.stage_names.append(name)
             self.feature_info.append(FeatureInfo(name, channels, stride))
 
-        self.num_features = channels
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, num_classes)
+        self.build_head(channels, num_classes)  # Table 1: "average pool, 1000-d fc"
         self._init_weights()
 
     @staticmethod
@@ -299,14 +297,6 @@ class ResNet(ClassifierNet):
         for name in self.stage_names:
             x = self.get_submodule(name)(x)
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.avgpool(x).flatten(1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes).to(self.fc.weight.device)
 
 
 def start_running_statistics(model: ClassifierNet, height: int, width: int) -> None:

@@ -46,6 +46,11 @@ def init_as_released(model: nn.Module, first_conv: nn.Conv2d) -> None:
             nn.init.ones_(module.weight)
             nn.init.constant_(module.bias, 1e-4)
         elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.01)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+            init_classifier_as_released(module)
+
+
+def init_classifier_as_released(fc: nn.Linear) -> None:
+    """The classifier of `init_as_released`: N(0, 0.01), bias 0."""
+    nn.init.normal_(fc.weight, std=0.01)
+    if fc.bias is not None:
+        nn.init.zeros_(fc.bias)

@@ -18,10 +18,14 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo import FeatureInfo, ModelCard, PooledClassifierNet, PublishedError, variant
 from torch import nn
 
-from cnnzoo_shufflenet.layers import ChannelShuffle, init_as_released
+from cnnzoo_shufflenet.layers import (
+    ChannelShuffle,
+    init_as_released,
+    init_classifier_as_released,
+)
 
 # Conv1's width for each scale s. Table 1 prints 24 for 1×; for the other scales the paper
 # prints only complexities, which these widths of the authors' release reproduce (0.5×: 12,
@@ -87,7 +91,7 @@ class ShuffleUnit(nn.Module):
         return self.relu(x + out)
 
 
-class ShuffleNetV1(ClassifierNet):
+class ShuffleNetV1(PooledClassifierNet):
     """ShuffleNet of Table 1 with g groups, scaled by s (§4.1).
 
     `conv1`, `maxpool`, `stage2`, `stage3`, `stage4` as Table 1 names them, then a global
@@ -135,25 +139,16 @@ class ShuffleNetV1(ClassifierNet):
             stride *= 2
             setattr(self, f"stage{index + 2}", nn.Sequential(*units))
             self.feature_info.append(FeatureInfo(f"stage{index + 2}", channels, stride))
-        self.num_features = channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
         # The authors' release has no bias in the classifier; the paper's "FC" does not say.
-        self.fc = nn.Linear(channels, num_classes, bias=False)
+        self.build_head(channels, num_classes, bias=False)
         init_as_released(self, first_conv=self.conv1.conv)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
         return self.stage4(self.stage3(self.stage2(x)))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pool(x).flatten(1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes, bias=False)
-        self.fc.to(self.conv1.conv.weight.device)
-        nn.init.normal_(self.fc.weight, std=0.01)
+    def init_classifier(self, fc: nn.Linear) -> None:
+        init_classifier_as_released(fc)
 
 
 PAPER = "ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices"

@@ -18,16 +18,20 @@ from collections.abc import Mapping
 
 import torch
 from cnnzoo import (
-    ClassifierNet,
     FeatureInfo,
     ModelCard,
+    PooledClassifierNet,
     PretrainedWeights,
     PublishedError,
     variant,
 )
 from torch import nn
 
-from cnnzoo_shufflenet.layers import ChannelShuffle, init_as_released
+from cnnzoo_shufflenet.layers import (
+    ChannelShuffle,
+    init_as_released,
+    init_classifier_as_released,
+)
 
 CONV1_CHANNELS = 24
 STAGE_REPEATS = (4, 8, 4)  # Table 5: one stride-2 unit, then 3, 7 and 3 stride-1 units
@@ -113,7 +117,7 @@ class DownsamplingUnit(nn.Module):
         return self.shuffle(torch.cat([self.left(x), self.right(x)], dim=1))
 
 
-class ShuffleNetV2(ClassifierNet):
+class ShuffleNetV2(PooledClassifierNet):
     """ShuffleNet V2 of Table 5 at width 0.5×, 1×, 1.5× or 2×.
 
     `conv1`, `maxpool`, `stage2`, `stage3`, `stage4`, `conv5` as Table 5 names them, then a
@@ -149,24 +153,15 @@ class ShuffleNetV2(ClassifierNet):
         # pooling to mix up features, which is absent in ShuffleNet v1".
         self.conv5 = conv_bn(channels, conv5_channels, 1)
         self.feature_info.append(FeatureInfo("conv5", conv5_channels, stride))
-        self.num_features = conv5_channels
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(conv5_channels, num_classes)
+        self.build_head(conv5_channels, num_classes)
         init_as_released(self, first_conv=self.conv1.conv)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.conv1(x))
         return self.conv5(self.stage4(self.stage3(self.stage2(x))))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.pool(x).flatten(1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes).to(self.conv1.conv.weight.device)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+    def init_classifier(self, fc: nn.Linear) -> None:
+        init_classifier_as_released(fc)
 
 
 # torchvision's InvertedResidual: branch1 (left of Fig. 3d) and branch2 (right), as

@@ -33,14 +33,28 @@ class TimmClassifier(ClassifierNet):
     def num_classes(self) -> int:  # timm's, so that it follows reset_classifier
         return self.timm.num_classes
 
+    @property
+    def num_features(self) -> int:
+        return self.timm.num_features
+
+    @property
+    def head_hidden_size(self) -> int:
+        return getattr(self.timm, "head_hidden_size", self.timm.num_features)
+
+    def get_classifier(self) -> nn.Module:
+        return self.timm.get_classifier()
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.timm.forward_features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.timm.forward_head(x, pre_logits=pre_logits)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.timm.reset_classifier(num_classes)
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is None:
+            self.timm.reset_classifier(num_classes)
+        else:
+            self.timm.reset_classifier(num_classes, global_pool)
 
 
 def from_timm_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import cnnzoo
+import torch
 from cnnzoo import ClassifierNet, FeatureInfo, FeatureMaps, ModelCard, PluginError
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import DefaultCfg, PretrainedCfg, is_model, register_model
 from timm.models import FeatureInfo as TimmFeatureInfo
+from torch import nn
 
 CNNZOO_PREFIX = "cnnzoo_"  # cnnzoo_<name>: our names in timm's registry
 IMAGENET_CROP_PCT = 224 / 256  # AlexNet's 224 crops of 256 images, as cnnzoo_data evaluates
@@ -59,9 +61,23 @@ def _pretrained_cfg(name: str, card: ModelCard, chans: int, num_classes: int) ->
 
 def pretrained_cfg_of(model: ClassifierNet | FeatureMaps) -> dict[str, Any]:
     """timm's pretrained config of a built cnnzoo model, from its card and its channels:
-    what `timm.data.resolve_data_config({}, model=model)` reads."""
+    what `timm.data.resolve_data_config({}, model=model)` reads, and for a classifier the
+    names of its first convolution and its classifier, and its last map's size."""
     num_classes = getattr(model, "num_classes", 0)  # none once cut into feature maps
-    return _pretrained_cfg(model.name, model.card, model.in_chans, num_classes).to_dict()
+    cfg = _pretrained_cfg(model.name, model.card, model.in_chans, num_classes)
+    if isinstance(model, ClassifierNet):
+        cfg.first_conv = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+        cfg.classifier = model.classifier_name
+        cfg.pool_size = last_map_size(model.name, cfg.input_size)
+    return cfg.to_dict()
+
+
+def last_map_size(name: str, input_size: tuple[int, int, int]) -> tuple[int, int]:
+    """The height and width of `forward_features` at `input_size`, worked out on the meta
+    device (shapes only: nothing is computed or allocated)."""
+    with torch.device("meta"):
+        twin = cnnzoo.create_model(name, in_chans=input_size[0])
+        return tuple(twin.forward_features(torch.empty(1, *input_size)).shape[-2:])
 
 
 def timm_feature_info(stages: list[FeatureInfo]) -> TimmFeatureInfo:

@@ -141,6 +141,10 @@ class VGG(ClassifierNet):
     """One configuration of Table 1 (§2.1–2.2): `features` ends with pool5 (7x7x512 at
     224x224), then fc6 and fc7 (4096 units, ReLU, dropout 0.5, §3.1) and fc8."""
 
+    classifier_name = "fc8"
+    num_features = 512  # pool5's maps
+    head_hidden_size = 4096  # fc7's units
+
     def __init__(
         self,
         config: str,
@@ -201,12 +205,11 @@ class VGG(ClassifierNet):
         for the core's dense and multi-scale evaluation."""
         return to_fully_convolutional(self)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        fc8 = nn.Linear(4096, num_classes).to(self.fc7.fc.weight.device)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        fc8 = nn.Linear(4096, num_classes)
         nn.init.normal_(fc8.weight, mean=0.0, std=INIT_STD)
         nn.init.zeros_(fc8.bias)
-        self.fc8 = fc8
+        return fc8
 
 
 # §3.1: "we initialised the first four convolutional layers and the last three fully-connected

@@ -124,6 +124,10 @@ class ZFNet(ClassifierNet):
     and 7, and the filter renormalisation of §3 as `renormalize_filters()` (call it after
     each optimiser step, as the paper did)."""
 
+    classifier_name = "fc8"
+    num_features = 256  # layer 5's maps
+    head_hidden_size = 4096  # layer 7's units
+
     def __init__(self, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -189,12 +193,11 @@ class ZFNet(ClassifierNet):
         x = self.fc7(self.fc6(self.avgpool(x).flatten(1)))
         return x if pre_logits else self.fc8(x)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        fc8 = nn.Linear(4096, num_classes).to(self.fc7.fc.weight.device)
+    def new_classifier(self, num_classes: int) -> nn.Module:
+        fc8 = nn.Linear(4096, num_classes)
         nn.init.normal_(fc8.weight, mean=0.0, std=INIT_STD)
         nn.init.zeros_(fc8.bias)
-        self.fc8 = fc8
+        return fc8
 
     @torch.no_grad()
     def renormalize_filters(self, radius: float = FILTER_RMS_RADIUS) -> None:
