@@ -235,6 +235,60 @@ def test_features_only_gives_each_stage_of_feature_info(name):
     assert first.shape[1:] == maps[0].shape[1:] and first.device.type == "cpu"
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_intermediates_gives_the_stages_maps_and_the_last(name):
+    """timm's forward_intermediates: every stage's map (the last n with indices=n) and
+    forward_features' map in one pass; stop_early ends at the last stage asked for. Shapes
+    on the meta device for every net; the numbers where the net is cheap to run."""
+    size = _small_input_size(name)
+    with torch.device("meta"):
+        model = create_model(name).eval()
+    image = torch.zeros(1, *size, device="meta")
+    final, maps = model.forward_intermediates(image)
+    assert final.shape == model.forward_features(image).shape
+    assert [m.shape[1] for m in maps] == [info.channels for info in model.feature_info]
+    last_two = model.forward_intermediates(image, indices=2, intermediates_only=True)
+    assert [m.shape for m in last_two] == [m.shape for m in maps[-2:]]
+    stopped, first = model.forward_intermediates(image, indices=[0], stop_early=True)
+    assert stopped.shape == maps[0].shape and len(first) == 1
+    if not _cheap(name):
+        return
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    image = torch.randn(1, *size)
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(image)
+        torch.testing.assert_close(final, model.forward_features(image))
+        expected = cnnzoo.FeatureMaps(model)(image)
+    for ours, theirs in zip(maps, expected, strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.bad_input
+def test_forward_intermediates_refuses_what_it_cannot_give():
+    model = create_model("lenet5")
+    image = torch.zeros(1, 1, 32, 32)
+    with pytest.raises(cnnzoo.FeatureMapsError, match="last 9 of lenet5's 5 stages"):
+        model.forward_intermediates(image, indices=9)
+    with pytest.raises(ValueError, match="norm=True and output_fmt='NHWC' are not supported"):
+        model.forward_intermediates(image, output_fmt="NHWC")
+    with pytest.raises(cnnzoo.InputShapeError, match="1-channel images but got 3"):
+        model.forward_intermediates(torch.zeros(1, 3, 32, 32))
+
+
+def test_forward_intermediates_follows_a_new_classifier_inside_the_features():
+    """NIN's classifier is its last 1x1 convolution, inside its features: a new one is what
+    the maps come from next."""
+    model = create_model("nin_cifar10").eval()
+    image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert model.forward_intermediates(image)[0].shape[1] == 10
+        model.reset_classifier(4)
+        final, maps = model.forward_intermediates(image)
+        assert final.shape[1] == maps[-1].shape[1] == 4
+        torch.testing.assert_close(final, model.forward_features(image))
+
+
 @pytest.mark.bad_input
 def test_features_only_refuses_stages_the_net_has_not():
     with pytest.raises(cnnzoo.FeatureMapsError, match=r"0 to 4 .*0: features\.c1"):

@@ -16,6 +16,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torchvision
@@ -24,7 +25,10 @@ from torchvision.models.feature_extraction import NodePathTracer
 from torchvision.ops import FrozenBatchNorm2d
 
 from cnnzoo.errors import FeatureMapsError
-from cnnzoo.protocol import ClassifierNet, FeatureInfo, check_input
+from cnnzoo.input_check import check_input
+
+if TYPE_CHECKING:  # the protocol imports this module when a net is asked for its maps
+    from cnnzoo.protocol import ClassifierNet, FeatureInfo
 
 
 class _ForwardFeatures(nn.Module):
@@ -98,21 +102,24 @@ def graph_module(traced: TracedClassifier, graph: fx.Graph, name: str) -> fx.Gra
     return module
 
 
-def trunk(traced: TracedClassifier, stages: Sequence[int]) -> fx.GraphModule:
-    """The classifier up to the given stages, returning {"0": map, "1": map, ...}."""
+def trunk(traced: TracedClassifier, stages: Sequence[int], final: bool = False) -> fx.GraphModule:
+    """The classifier up to the given stages, returning {"0": map, "1": map, ...}; with
+    `final`, the whole of forward_features, its output under "final" too."""
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     wanted = {traced.stage_nodes[i]: str(k) for k, i in enumerate(stages)}
     outputs: dict[str, fx.Node] = {}
     for node in traced.graph.nodes:
         if node.op == "output":
-            continue
+            outputs["final"] = env[node.args[0]]
+            break
         env[node] = graph.node_copy(node, lambda n: env[n])
         if node in wanted:
             outputs[wanted[node]] = env[node]
-        if len(outputs) == len(wanted):
+        if len(outputs) == len(wanted) and not final:
             break
-    graph.output(OrderedDict(sorted(outputs.items(), key=lambda kv: int(kv[0]))))
+    keys = [str(k) for k in range(len(stages))] + (["final"] if final else [])
+    graph.output(OrderedDict((key, outputs[key]) for key in keys))
     return graph_module(traced, graph, "Trunk")
 
 
@@ -138,6 +145,47 @@ def stage_indices(model: ClassifierNet, out_indices: Sequence[int] | None) -> li
             f"{tuple(out_indices)}."
         )
     return chosen
+
+
+def intermediate_indices(model: ClassifierNet, indices: int | Sequence[int] | None) -> list[int]:
+    """timm's `indices` of `forward_intermediates`: None every stage, n the last n stages, a
+    sequence the stages it names (as `out_indices`)."""
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        count = len(model.feature_info)
+        if not 0 < indices <= count:
+            raise FeatureMapsError(
+                f"indices={indices} asks for the last {indices} of "
+                f"{model.name or type(model).__name__}'s {count} stages: give 1 to {count}, "
+                f"or a list of stages."
+            )
+        return list(range(count - indices, count))
+    return stage_indices(model, indices)
+
+
+def intermediates(
+    model: ClassifierNet,
+    x: torch.Tensor,
+    indices: int | Sequence[int] | None = None,
+    stop_early: bool = False,
+    intermediates_only: bool = False,
+    cuts: dict | None = None,
+) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+    """`ClassifierNet.forward_intermediates`: one pass through the traced forward_features,
+    cut after the last stage asked for unless the final map is wanted. The cut for each
+    choice of stages is made once and kept in `cuts` (the net's: its modules are the
+    net's own)."""
+    check_input(x, model.name or type(model).__name__, model.in_chans, model.card)
+    stages = tuple(intermediate_indices(model, indices))
+    whole = not (intermediates_only or stop_early)
+    cuts = {} if cuts is None else cuts
+    if (stages, whole) not in cuts:
+        cuts[stages, whole] = trunk(trace(model), stages, final=whole)
+    outputs = cuts[stages, whole](x)
+    maps = [outputs[str(k)] for k in range(len(stages))]
+    if intermediates_only:
+        return maps
+    # stop_early: as timm's, the final map is where the pass stopped, the last stage's.
+    return (outputs["final"] if whole else maps[-1]), maps
 
 
 class FeatureMaps(nn.Module):

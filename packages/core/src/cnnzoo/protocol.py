@@ -15,10 +15,12 @@ from typing import ClassVar, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from cnnzoo.card import ModelCard
 from cnnzoo.errors import InputShapeError
+from cnnzoo.input_check import check_input
+
+_CUTS = "_intermediate_cuts"  # forward_intermediates' cuts of the network, made once
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,32 @@ class ClassifierNet(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's: the maps of the `feature_info` stages that `indices` names (None: all;
+        n: the last n) and the last feature map (`forward_features`), or the maps alone with
+        `intermediates_only`. One pass, through the same cut of the traced network as
+        `create_model(..., features_only=True)`; `stop_early` computes nothing after the
+        last stage asked for. `norm` (a final norm layer applied to the maps) and other
+        output formats than NCHW have nothing to act on in these networks."""
+        from cnnzoo.features import intermediates  # torchvision's fx tooling, when used
+
+        if norm or output_fmt != "NCHW":
+            raise ValueError(
+                f"{self.name or type(self).__name__} gives its intermediate maps as they are, "
+                f"NCHW: norm=True and output_fmt={output_fmt!r} are not supported."
+            )
+        # The cuts kept in the instance's dict, not as submodules: they hold no state.
+        cuts = self.__dict__.setdefault(_CUTS, {})
+        return intermediates(self, x, indices, stop_early, intermediates_only, cuts)
+
     def new_classifier(self, num_classes: int) -> nn.Module:
         """A classifier into `num_classes`, initialised as the paper initialises it."""
         raise NotImplementedError
@@ -84,6 +112,7 @@ class ClassifierNet(nn.Module):
         device = next(self.parameters()).device
         self.set_submodule(self.classifier_name, classifier.to(device))
         self.num_classes = num_classes
+        self.__dict__.pop(_CUTS, None)  # a classifier inside the features changes the cuts
 
     def criterion(
         self, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0
@@ -144,40 +173,3 @@ def no_global_pool(name: str) -> ValueError:
         "fixed size, or comes before the pooling): global_pool applies to the nets whose "
         "head does (ResNet, DenseNet, the Inception line, MobileNet, ...)."
     )
-
-
-def check_input(x: torch.Tensor, name: str, in_chans: int, card: ModelCard | None) -> None:
-    """Fail early, saying what to do, on input a network `name` of `in_chans` channels and
-    this card cannot take.
-
-    Skipped while torch.fx traces the network or TorchScript compiles it: their inputs are
-    symbols, not tensors with shapes to check, and a check would be control flow in the
-    traced graph (torch.export and torch.jit.trace see real shapes and check)."""
-    if is_fx_symbolic_tracing() or torch.jit.is_scripting():
-        return
-    if x.ndim != 4:
-        raise InputShapeError(
-            f"{name} takes a batch of images shaped (N, C, H, W); got a tensor of shape "
-            f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for one image."
-        )
-    if x.shape[1] != in_chans:
-        raise InputShapeError(
-            f"{name} was built for {in_chans}-channel images but got {x.shape[1]} "
-            f"channels. Build it with in_chans={x.shape[1]}, or convert the images "
-            f"(grayscale <-> RGB) to {in_chans}."
-        )
-    if card is None:
-        return
-    height, width = x.shape[-2:]
-    if card.fixed_input_size and (height, width) != tuple(card.input_size[1:]):
-        raise InputShapeError(
-            f"{name} only takes {card.input_size[1]}x{card.input_size[2]} images (its "
-            f"classifier is sized for them, as in the paper); got {height}x{width}. "
-            f"Resize or pad the images to {card.input_size[1]}x{card.input_size[2]}."
-        )
-    if card.min_input_size is not None and min(height, width) < card.min_input_size:
-        raise InputShapeError(
-            f"{name} needs images of at least {card.min_input_size}x{card.min_input_size}; "
-            f"got {height}x{width}. Resize them up (the paper used "
-            f"{card.input_size[1]}x{card.input_size[2]})."
-        )
