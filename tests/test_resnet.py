@@ -9,6 +9,7 @@ import functools
 import cnnzoo
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from cnnzoo.complexity import count_params
 from cnnzoo_resnet import (
@@ -453,3 +454,65 @@ def test_the_deepest_nets_are_finite_in_eval_mode_as_built(name, build_unmeasure
         logits = model.eval()(image)
         assert torch.isfinite(logits).all() and logits.abs().max() < 1e3
         assert torch.isnan(unmeasured.eval()(image)).any()  # why the builders measure
+
+
+# Stochastic depth (Huang et al. 2016), built on the CIFAR ResNet-110.
+
+
+def _sd_blocks(model):
+    from cnnzoo_resnet.stochastic_depth import StochasticDepthBlock
+
+    return [m for m in model.modules() if isinstance(m, StochasticDepthBlock)]
+
+
+def test_stochastic_depth_survival_follows_the_linear_decay_rule():
+    """Eq. (4): p_l = 1 - (l/L)(1 - p_L), l = 1 ... 54, p_L = 0.5."""
+    blocks = _sd_blocks(cnnzoo.create_model("resnet110_sd"))
+    assert len(blocks) == 54
+    for index, block in enumerate(blocks, start=1):
+        assert block.survival == pytest.approx(1 - index / 54 * 0.5)
+    assert blocks[-1].survival == 0.5 and blocks[0].survival == pytest.approx(107 / 108)
+
+
+def test_a_stochastic_depth_block_is_its_shortcut_when_dropped_and_scaled_at_test():
+    """Training: ReLU(f(x) + id(x)) with probability p, ReLU(id(x)) otherwise; test:
+    ReLU(p f(x) + id(x)), the same at every call. The downsampling shortcut averages 2x2 and
+    appends zero maps (the authors' release)."""
+    from cnnzoo_resnet.stochastic_depth import StochasticDepthBlock
+
+    torch.manual_seed(0)
+    block = StochasticDepthBlock(16, 32, stride=2, survival=0.7)
+    x = torch.rand(4, 16, 8, 8)
+    shortcut = torch.cat([F.avg_pool2d(x, 2), torch.zeros(4, 16, 4, 4)], 1)
+    torch.testing.assert_close(block.shortcut(x), shortcut)
+    with torch.no_grad():
+        residual = block.train().residual(x)
+        kept, dropped = F.relu(residual + shortcut), F.relu(shortcut)
+        outputs = [block(x) for _ in range(2000)]
+        assert all(torch.equal(y, kept) or torch.equal(y, dropped) for y in outputs)
+        survived = sum(torch.equal(y, kept) for y in outputs) / len(outputs)
+        assert survived == pytest.approx(0.7, abs=0.04)  # 2000 draws: sd 0.01
+        block.eval()
+        expected = F.relu(0.7 * block.residual(x) + shortcut)
+        torch.testing.assert_close(block(x), expected)
+        assert torch.equal(block(x), block(x))
+
+
+def test_a_dropped_block_gets_zero_gradients_so_weight_decay_reaches_it():
+    """The authors' SGD decays and moves every weight at every step; a dropped block's
+    weights get a zero gradient, not none, so the optimiser does the same here."""
+    from cnnzoo_resnet.stochastic_depth import StochasticDepthBlock
+
+    torch.manual_seed(0)
+    block = StochasticDepthBlock(16, 16, stride=1, survival=1e-9).train()  # always dropped
+    block(torch.rand(2, 16, 8, 8)).sum().backward()
+    grads = [p.grad for p in block.parameters()]
+    assert all(g is not None and not g.any() for g in grads)
+
+
+@pytest.mark.bad_input
+def test_stochastic_depth_refuses_a_survival_outside_0_to_1():
+    from cnnzoo_resnet.stochastic_depth import linear_decay
+
+    with pytest.raises(ValueError, match=r"survival p_L must be in \(0, 1\]; got 1.5"):
+        linear_decay(54, 1.5)
