@@ -466,7 +466,7 @@ def _sd_blocks(model):
 
 
 def test_stochastic_depth_survival_follows_the_linear_decay_rule():
-    """Eq. (4): p_l = 1 - (l/L)(1 - p_L), l = 1 ... 54, p_L = 0.5."""
+    """§3, linear decay: p_l = 1 - (l/L)(1 - p_L), l = 1 ... 54, p_L = 0.5."""
     blocks = _sd_blocks(cnnzoo.create_model("resnet110_sd"))
     assert len(blocks) == 54
     for index, block in enumerate(blocks, start=1):

@@ -9,7 +9,7 @@ layer l+1 to l-1"); at test every block is used, its residual scaled by its surv
 
     H_l = ReLU(p_l f_l(H_{l-1}) + id(H_{l-1})).
 
-The linear decay rule (Eq. 4) gives the first block nearly 1 and the last p_L:
+The linear decay rule (§3) gives the first block nearly 1 and the last p_L:
 p_l = 1 - (l / L)(1 - p_L), p_L = 0.5. The network is the 110-layer CIFAR ResNet of He et al.
 (L = 54 blocks of two 3x3 convolutions), whose shortcuts where the width doubles are, in the
 authors' release, a 2x2 average pooling with zero maps appended (He et al.'s option A takes
@@ -35,11 +35,11 @@ from torch import nn
 from cnnzoo_resnet.cifar import TABLE_6
 from cnnzoo_resnet.resnet import BasicBlock, ResNet
 
-LAST_SURVIVAL = 0.5  # p_L: "we use p_L = 0.5 throughout" the linear decay rule
+LAST_SURVIVAL = 0.5  # p_L of the linear decay rule (the release's deathRate 0.5)
 
 
 def linear_decay(blocks: int, last_survival: float = LAST_SURVIVAL) -> list[float]:
-    """Eq. (4): p_l = 1 - (l / L)(1 - p_L) for l = 1 ... L."""
+    """The linear decay rule (§3): p_l = 1 - (l / L)(1 - p_L) for l = 1 ... L."""
     if not 0 < last_survival <= 1:
         raise ValueError(f"the last block's survival p_L must be in (0, 1]; got {last_survival}")
     return [1 - (block / blocks) * (1 - last_survival) for block in range(1, blocks + 1)]
@@ -129,7 +129,7 @@ PUBLISHED_ERROR = 5.25
             ),
         ),
         recipe="resnet110_sd_cifar10",
-        notes="Linear decay of survival to p_L = 0.5 over the 54 blocks (Eq. 4); a dropped "
+        notes="Linear decay of survival to p_L = 0.5 over the 54 blocks (§3); a dropped "
         "block's residual is multiplied by 0 rather than skipped (the same outputs and "
         "updates, without §4's training-time saving); downsampling shortcuts average 2x2 "
         "and zero-pad, as the authors' release does. Its convolutions have no bias (He et "
