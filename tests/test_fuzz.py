@@ -102,5 +102,6 @@ def test_create_model_builds_or_refuses_clearly(name, num_classes, in_chans, ext
         message = str(error)
         assert any(word in message for word in ("must be", "takes no argument", "got")), message
         return
-    assert model.num_classes == (num_classes or model.card.num_classes)
+    # None: the paper's; 0 (timm's): no classifier, forward gives the pooled features.
+    assert model.num_classes == (model.card.num_classes if num_classes is None else num_classes)
     assert model.in_chans == (in_chans or model.card.input_size[0])

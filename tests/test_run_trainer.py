@@ -116,3 +116,12 @@ def test_checkpoint_every_n_steps_sets_the_last_checkpoints_interval(tmp_path, m
     )
     trainer.fit(ImageClassifier("lenet5", num_classes=10), make_digits(batch_size=32))
     assert saved.steps == [2, 4, 5]  # every 2 steps, and at the epoch's end
+
+
+def test_lightnings_own_csv_logger_is_named_after_the_run(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
+
+    trainer = run_trainer(tmp_path, logger=[LightningCSVLogger(save_dir=tmp_path / "logs")])
+    assert Path(trainer.log_dir) == tmp_path / "logs" / "lenet5" / "version_0"
+    named = run_trainer(tmp_path, logger=[LightningCSVLogger(save_dir=tmp_path, name="mine")])
+    assert Path(named.log_dir) == tmp_path / "mine" / "version_0"

@@ -22,14 +22,16 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 
 from cnnzoo.checkpoint import LastCheckpoint
-from cnnzoo.lightning_internals import place_checkpoints
+from cnnzoo.lightning_internals import place_checkpoints, place_csv_log
 from cnnzoo.loggers import CSVLogger, WandbLogger
 from cnnzoo.sittings import RunClock, continued_log_versions
 
 # `fit(ckpt_path=...)` values that name no file of this run.
 LIGHTNING_CKPT_NAMES = ("best", "hpc", "registry")
+LIGHTNING_LOGS = "lightning_logs"  # the name Lightning gives a logger that is given none
 
 
 class RunTrainer(L.Trainer):
@@ -67,6 +69,10 @@ class RunTrainer(L.Trainer):
         for logger in self.loggers:
             if isinstance(logger, CSVLogger | WandbLogger):
                 logger.follow_run(Path(self.default_root_dir), run_name)
+            elif isinstance(logger, LightningCSVLogger) and logger.name == LIGHTNING_LOGS:
+                # Lightning's own CSV logger under its default name: the run's name instead
+                # (its log is not continued on resume: Lightning's writer starts it afresh).
+                place_csv_log(logger, name=run_name)
 
     @property
     def run_dir(self) -> Path:
