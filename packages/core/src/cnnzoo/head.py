@@ -33,7 +33,6 @@ class GlobalPool(nn.Module):
         super().__init__()
         if pool_type not in POOL_TYPES:
             raise ValueError(f"global_pool must be one of {POOL_TYPES}, not {pool_type!r}")
-        self.pool_type = pool_type
         self.pool = {"avg": nn.AdaptiveAvgPool2d(1), "max": nn.AdaptiveMaxPool2d(1)}.get(
             pool_type, nn.Identity()
         )
@@ -66,8 +65,7 @@ class PooledClassifierNet(ClassifierNet):
         self.global_pool = GlobalPool(global_pool)
         self.head_drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
         self.num_classes = num_classes
-        classifier = self.new_classifier(num_classes) if num_classes else nn.Identity()
-        setattr(self, self.classifier_name, classifier)
+        setattr(self, self.classifier_name, self.classifier_or_none(num_classes))
 
     def init_classifier(self, fc: nn.Linear) -> None:
         """The paper's initialisation of the classifier; torch's own where it states none."""

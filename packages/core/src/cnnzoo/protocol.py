@@ -107,10 +107,13 @@ class ClassifierNet(nn.Module):
             raise no_global_pool(self.name or type(self).__name__)
         self._set_classifier(num_classes)
 
+    def classifier_or_none(self, num_classes: int) -> nn.Module:
+        """`new_classifier(num_classes)`, or none (an identity) for 0, timm's no classifier."""
+        return self.new_classifier(num_classes) if num_classes else nn.Identity()
+
     def _set_classifier(self, num_classes: int) -> None:
-        classifier = self.new_classifier(num_classes) if num_classes else nn.Identity()
         device = next(self.parameters()).device
-        self.set_submodule(self.classifier_name, classifier.to(device))
+        self.set_submodule(self.classifier_name, self.classifier_or_none(num_classes).to(device))
         self.num_classes = num_classes
         self.__dict__.pop(_CUTS, None)  # a classifier inside the features changes the cuts
 

@@ -91,16 +91,14 @@ class StochasticDepthResNet(ResNet):
         in_chans: int = 3,
         last_survival: float = LAST_SURVIVAL,
     ) -> None:
-        # Read by _unit, block by block, while ResNet builds the stages (plain attributes:
-        # they may be set before nn.Module's own).
-        self.survivals = linear_decay(sum(layers), last_survival)
-        self._blocks_built = 0
+        # Taken by _unit, block by block, while ResNet builds the stages (a plain attribute:
+        # it may be set before nn.Module's own); each block keeps its own after.
+        self._survivals = iter(linear_decay(sum(layers), last_survival))
         super().__init__(BasicBlock, layers, num_classes, in_chans, "A", dataset="cifar")
+        del self._survivals
 
     def _unit(self, block, in_channels, width, stride, shortcut, first_unit) -> nn.Module:
-        survival = self.survivals[self._blocks_built]
-        self._blocks_built += 1
-        return StochasticDepthBlock(in_channels, width, stride, survival)
+        return StochasticDepthBlock(in_channels, width, stride, next(self._survivals))
 
 
 # Table 1 (test error, %, CIFAR-10 with the standard augmentation): the 110-layer ResNet with
