@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -128,7 +129,10 @@ def test_a_reproduction_in_two_sittings_writes_the_same_row_as_one_straight_run(
     assert [d.name for d in (runs / "lenet5").glob("version_*")] == ["version_0"]
     wandb_runs = list((runs / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2
-    assert {d.name.rsplit("-", 1)[-1] for d in wandb_runs} == {row["wandb_run_id"]}
+    # offline-run-<date>_<time>-<run id>, and "-1" after it when both sittings started
+    # within the same second.
+    run_ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(\w+)(-\d+)?", d.name)[1] for d in wandb_runs}
+    assert run_ids == {row["wandb_run_id"]}
 
 
 def test_the_papers_row_is_the_one_for_the_same_dataset():
