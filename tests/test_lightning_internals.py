@@ -111,3 +111,53 @@ def test_a_built_wandb_logger_takes_a_folder_name_and_run_id(tmp_path):
         "abc123",
     )
     assert (logger.save_dir, logger.version) == (str(tmp_path / "b"), "abc123")
+
+
+class _Counted(L.Callback):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.calls += 1
+
+
+class _Regression(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_skips_the_hooks_a_callback_or_module_inherits_as_no_ops():
+    """Lightning calls a hook only when it is callable, so a no-op set to None is skipped,
+    while the hooks a class defines are called at every step as before."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    counted, plain, module = _Counted(), L.Callback(), _Regression()
+    assert "on_train_batch_end" not in internals.skip_unused_hooks(counted)
+    assert set(internals.skip_unused_hooks(plain)) == set(
+        internals.TRAINING_STEP_HOOKS + internals.EVALUATION_BATCH_HOOKS
+    )
+    # A module keeps its evaluation batch hooks, whose signatures Lightning reads.
+    assert internals.skip_unused_hooks(module) == list(internals.TRAINING_STEP_HOOKS)
+    assert plain.on_before_backward is None and module.on_train_batch_start is None
+    data = TensorDataset(torch.randn(12, 3), torch.randn(12, 1))
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[counted, plain],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(data, batch_size=4), DataLoader(data, batch_size=4))
+    assert trainer.global_step == 6 and counted.calls == 6
+    assert L.Callback.on_before_backward is not None  # the class is left as it was

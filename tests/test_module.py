@@ -233,6 +233,33 @@ def test_logged_top_k_errors_equal_a_manual_count(make_trainer, make_digits):
     assert logged["test/top5_error"] == pytest.approx(top5, abs=1e-6)
 
 
+def test_logged_training_loss_and_errors_equal_a_manual_count(make_trainer, make_digits):
+    """The training steps sum their losses and top-k counts on the device and hand them to
+    the metrics at each loss log and at the epoch's end: the logged figures are still the
+    epoch's. With a rate of 0 the model stays as it started, so a count over the same
+    batches afterwards sees what the steps saw."""
+    from cnnzoo.optim import OptimizerSpec
+
+    torch.manual_seed(0)
+    module = ImageClassifier("lenet5_relu", optimizer=OptimizerSpec(lr=0.0, momentum=0.0))
+    datamodule = make_digits(batch_size=50)
+    trainer = make_trainer(max_epochs=1, log_every_n_steps=7, limit_val_batches=0)
+    trainer.fit(module, datamodule)
+    logged = trainer.callback_metrics
+    losses, wrong1, wrong5, count = [], 0, 0, 0
+    with torch.no_grad():
+        for images, target in datamodule.train_dataloader():
+            logits = module.model(datamodule.normalize(images, train=True))
+            losses.append(module.model.criterion(logits, target))
+            wrong1 += (logits.argmax(dim=1) != target).sum().item()
+            wrong5 += (~(logits.topk(5).indices == target[:, None]).any(dim=1)).sum().item()
+            count += len(target)
+    assert trainer.global_step == len(losses) > 7  # more than one fold in the epoch
+    assert logged["train/loss_epoch"] == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)
+    assert logged["train/top1_error"] == pytest.approx(wrong1 / count, abs=1e-6)
+    assert logged["train/top5_error"] == pytest.approx(wrong5 / count, abs=1e-6)
+
+
 @pytest.mark.bad_input
 def test_a_nan_loss_stops_training_naming_the_step(make_trainer, make_digits):
     class PoisonAfterTwoSteps(L.Callback):

@@ -125,3 +125,24 @@ def test_lightnings_own_csv_logger_is_named_after_the_run(tmp_path):
     assert Path(trainer.log_dir) == tmp_path / "logs" / "lenet5" / "version_0"
     named = run_trainer(tmp_path, logger=[LightningCSVLogger(save_dir=tmp_path, name="mine")])
     assert Path(named.log_dir) == tmp_path / "mine" / "version_0"
+
+
+def test_no_profiler_runs_unless_one_is_asked_for(tmp_path):
+    from cnnzoo.run_trainer import NoProfiler
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    assert isinstance(run_trainer(tmp_path).profiler, NoProfiler)
+    with run_trainer(tmp_path).profiler.profile("a hook") as entered:
+        assert entered is None
+    assert isinstance(run_trainer(tmp_path, profiler="simple").profiler, SimpleProfiler)
+
+
+def test_a_fit_skips_the_hooks_its_callbacks_and_model_inherit_as_no_ops(tmp_path, make_digits):
+    trainer = run_trainer(tmp_path, max_epochs=1)
+    model = ImageClassifier("lenet5", num_classes=10)
+    trainer.fit(model, make_digits(batch_size=32))
+    clock = next(cb for cb in trainer.callbacks if isinstance(cb, RunClock))
+    assert clock.on_train_batch_end is None and model.on_before_backward is None
+    # LastCheckpoint defines its batch end (the step checkpoints): still called.
+    last = next(cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint))
+    assert callable(last.on_train_batch_end)

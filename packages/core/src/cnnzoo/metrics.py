@@ -32,12 +32,27 @@ class TopKError(Metric):
         self.add_state("wrong", torch.zeros(len(self.ks), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+    def update(
+        self,
+        logits: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        *,
+        found: torch.Tensor | None = None,
+        total: int = 0,
+    ) -> None:
+        """Count a batch's (logits, target), or add counts already made: `found` (per k, how
+        many targets were among the top k, as `found` gives them) over `total` samples; a
+        training step counts on the device and adds many steps' counts in one update."""
+        if logits is not None:
+            found, total = self.found(logits, target), len(target)
+        self.wrong.add_(total - found)
+        self.total.add_(total)
+
+    def found(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per k, how many targets are among the k highest logits."""
         ranked = logits.topk(max(self.ks), dim=-1).indices  # (N, max k), best first
         # The true class is at most once in a row: its running count is 1 from its rank on.
-        found = (ranked == target[:, None]).cumsum(dim=-1)[:, self._columns]
-        self.wrong.add_(len(target) - found.sum(dim=0))
-        self.total.add_(len(target))
+        return (ranked == target[:, None]).cumsum(dim=-1)[:, self._columns].sum(dim=0)
 
     def compute(self) -> torch.Tensor:
         return self.wrong.double().div(self.total.clamp_min(1)).float()

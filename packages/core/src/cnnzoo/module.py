@@ -39,6 +39,21 @@ def _versions() -> dict[str, str]:
     return found
 
 
+class StepSums:
+    """Training steps' losses and top-k counts summed on the device (in place: no new
+    tensor a step), with how many steps and images they cover."""
+
+    def __init__(self, loss: torch.Tensor, found: torch.Tensor) -> None:
+        self.loss, self.found = torch.zeros_like(loss), torch.zeros_like(found)
+        self.steps = self.images = 0
+
+    def add(self, loss: torch.Tensor, found: torch.Tensor, images: int) -> None:
+        self.loss.add_(loss)
+        self.found.add_(found)
+        self.steps += 1
+        self.images += images
+
+
 class ImageClassifier(L.LightningModule):
     """Image classification with a registered cnnzoo model.
 
@@ -131,6 +146,11 @@ class ImageClassifier(L.LightningModule):
         self.errors = torch.nn.ModuleDict(
             {f"{stage}_errors": TopKError(ks) for stage in ("train", "val", "test")}
         )
+        # A training step adds its loss and top-k counts to these sums on the device, and
+        # the metrics take them at each loss log and epoch end (`_fold_step_sums`): a
+        # torchmetrics update costs 20 to 40 us of bookkeeping a call on a CPU, a LeNet-5
+        # step's trainer work twice over (benchmarks/trainer_overhead.py).
+        object.__setattr__(self, "_step_sums", None)  # a StepSums, or None
 
     @classmethod
     def from_checkpoint(
@@ -205,7 +225,7 @@ class ImageClassifier(L.LightningModule):
         output = self(images)
         loss = self._loss(output, target)
         logits = output.logits if isinstance(output, AuxLogits) else output
-        self.train_loss.update(loss.detach())
+        self._add_step_sums(loss.detach(), logits.detach(), target)
         # The step loss goes to the loggers every `log_every_n_steps` steps, when they write:
         # each `self.log` costs Lightning about 2.5 ms on a CPU, a fifth of a LeNet-5 step
         # (benchmarks/lenet_mnist_epoch.py). Not to the progress bar, which would read it back
@@ -215,13 +235,30 @@ class ImageClassifier(L.LightningModule):
         if (self.global_step + 1) % every == 0:
             self._check_finite_loss()
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
-        self._update_metrics("train", logits.detach(), target)
         return loss
+
+    def _add_step_sums(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor):
+        found = self.errors["train_errors"].found(logits, target)
+        if self._step_sums is None:
+            object.__setattr__(self, "_step_sums", StepSums(loss, found))
+        self._step_sums.add(loss, found, len(target))
+
+    def _fold_step_sums(self) -> None:
+        """Hand the training steps' sums since the last fold to the epoch's metrics."""
+        sums = self._step_sums
+        if sums is None:
+            return
+        # Each step's weight 1, as one value per step: MeanMetric(nan_strategy="disable")
+        # ignores a `weight` (torchmetrics 1.x sets it to ones with the NaN check off).
+        self.train_loss.update((sums.loss / sums.steps).expand(sums.steps))
+        self.errors["train_errors"].update(found=sums.found, total=sums.images)
+        object.__setattr__(self, "_step_sums", None)
 
     def _check_finite_loss(self) -> None:
         """Stop the run if a step's loss was NaN or infinite since the last check: the
         epoch's running sum of losses is not finite then. Checked at each loss log and epoch
         end; the checkpoints refuse non-finite weights meanwhile."""
+        self._fold_step_sums()
         running = self.train_loss.mean_value
         if bool(torch.isfinite(running)):
             self._finite_until = self.global_step
