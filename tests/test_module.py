@@ -403,10 +403,14 @@ def test_a_rate_for_a_global_batch_needs_a_batch_size():
         scaled_lr(OptimizerSpec(lr=0.1, batch_size=256), None)
 
 
-def test_a_training_step_reads_nothing_back_from_the_device(make_trainer, make_digits, tmp_path):
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_a_training_step_reads_nothing_back_from_the_device(
+    make_trainer, make_digits, tmp_path, chunk
+):
     """Between two loss logs a step makes no host read (`.item()`, `bool(tensor)`, ...): on a
     GPU each would stall the next step's launches. Counted with the progress bar, a logger
-    and the checkpoints on, as `cnnzoo fit` has them; the loss logs themselves read once."""
+    and the checkpoints on, as `cnnzoo fit` has them; the loss logs themselves read once.
+    A chunked step (four optimiser steps) reads no more."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from cnnzoo.callbacks import ProgressBar
     from host_syncs import CountSteps
@@ -422,7 +426,10 @@ def test_a_training_step_reads_nothing_back_from_the_device(make_trainer, make_d
         callbacks=[counter, ProgressBar()],
     )
     # The fast path: the loader yields indices, and the images never leave the device.
-    trainer.fit(ImageClassifier("lenet5"), make_digits(batch_size=16, on_device=True))
+    trainer.fit(
+        ImageClassifier("lenet5", chunk=chunk),
+        make_digits(batch_size=16, on_device=True, chunk=chunk),
+    )
     reads = counter.mode.calls
     # The two loss logs: each reads the logged loss and whether the running loss is finite.
     assert sum(reads.values()) == 4, "\n".join(f"{n} x {where}" for where, n in reads.items())

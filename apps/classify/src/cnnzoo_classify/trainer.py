@@ -26,6 +26,8 @@ class CnnzooCLI(RunCLI):
     def add_run_arguments(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+        # The model takes one optimiser step on each batch of the chunks the data yields.
+        parser.link_arguments("data.chunk", "model.chunk", apply_on="instantiate")
 
     def run_name(self, config: Namespace) -> str:
         return config.model.arch

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from cnnzoo.chunks import training_steps
 from cnnzoo.lightning_internals import RICH_AVAILABLE
 
 
@@ -151,8 +152,10 @@ class ProgressLines(LightningProgressBar):
         self._images = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        first = batch[0] if isinstance(batch, list | tuple) else batch
-        self._images += len(first)
+        if getattr(pl_module, "chunk", 1) > 1:  # a chunk of (images, labels) batches
+            self._images += sum(len(images) for images, _ in batch)
+        else:
+            self._images += len(batch[0] if isinstance(batch, list | tuple) else batch)
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self._last = now
@@ -166,7 +169,7 @@ class ProgressLines(LightningProgressBar):
         if not self._enabled or not trainer.is_global_zero:
             return
         epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
-        total = trainer.estimated_stepping_batches
+        total = training_steps(trainer)[0]  # in optimiser steps, as global_step
         step = trainer.global_step
         gone = now - self._start
         parts = [

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from cnnzoo.errors import CnnzooError
+from cnnzoo.lightning_internals import checkpoint_step_interval
 
 _PATH = str | os.PathLike  # a local path or an fsspec URL
 
@@ -128,6 +129,32 @@ class LastCheckpoint(ModelCheckpoint):
             save_on_train_epoch_end=True,
         )
 
+    # A chunked training step (`cnnzoo.chunks`) takes several optimiser steps: saved when
+    # they crossed a multiple of every_n_train_steps.
+    saves_on_crossing = True
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._steps_saved = self._multiples(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.automatic_optimization:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            return
+        # Lightning's own manual-optimisation save would warn at every save that it holds
+        # the weights after the step, as ours do at any step.
+        crossed = self._multiples(trainer)
+        if crossed == self._steps_saved:
+            return
+        self._steps_saved = crossed
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _multiples(self, trainer) -> int:
+        """How many multiples of the step interval the optimiser steps have passed."""
+        every = checkpoint_step_interval(self)
+        return trainer.global_step // every if every else 0

@@ -142,3 +142,17 @@ def skip_unused_hooks(obj: L.Callback | L.LightningModule) -> list[str]:
             setattr(obj, name, None)  # an instance attribute: the class is left alone
             skipped.append(name)
     return skipped
+
+
+def set_logging_step(trainer: L.Trainer, step: int) -> None:
+    """Set the count of training steps that Lightning's loggers write at (their step axis)
+    and decide by (`log_every_n_steps`): it counts training steps (one per batch) and has no
+    public setter; a chunked training step (`cnnzoo.chunks`) takes several optimiser steps,
+    which the axis should count instead."""
+    trainer.fit_loop.epoch_loop._batches_that_stepped = step
+
+
+def checkpoint_step_interval(callback: ModelCheckpoint) -> int:
+    """Every how many training steps a checkpoint callback saves (0: it does not): kept
+    private, without a public getter."""
+    return callback._every_n_train_steps or 0

@@ -21,6 +21,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from cnnzoo.checkpoint import CheckpointError, load_checkpoint_file
+from cnnzoo.chunks import (
+    check_chunked_run,
+    logging_step_at,
+    manual_schedule,
+    step_plateau_schedules,
+    train_chunk,
+)
 from cnnzoo.errors import CnnzooError
 from cnnzoo.metrics import TopKError
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec, configure_optimization, step_scheduler
@@ -73,6 +80,10 @@ class ImageClassifier(L.LightningModule):
             graphs, for small networks whose steps are bound by kernel launches). Shapes are
             compiled static (one graph for the full batches, one for an epoch's last);
             evaluation runs eagerly, since each of its batch shapes would compile again.
+        chunk: optimiser steps per training step, one on each batch of a chunk that the data
+            module's training loader yields (its `chunk`, the same number): Lightning's own
+            work around a step is paid once per chunk (`cnnzoo.chunks`). The weights at the
+            end are chunk 1's; trainer-side gradient clipping and accumulation are not taken.
     """
 
     def __init__(
@@ -88,8 +99,13 @@ class ImageClassifier(L.LightningModule):
         aux_loss_weight: float | None = None,
         channels_last: bool = False,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False,
+        chunk: int = 1,
     ) -> None:
         super().__init__()
+        if chunk < 1:
+            raise ValueError(
+                f"chunk must be at least 1 (optimiser steps per training step); got {chunk}."
+            )
         # A checkpoint's hyper-parameters hold the specs as dicts (load_from_checkpoint).
         optimizer = OptimizerSpec(**optimizer) if isinstance(optimizer, dict) else optimizer
         schedule = ScheduleSpec(**schedule) if isinstance(schedule, dict) else schedule
@@ -108,8 +124,11 @@ class ImageClassifier(L.LightningModule):
                 "aux_loss_weight": aux_loss_weight,
                 "channels_last": channels_last,
                 "compile": compile,
+                "chunk": chunk,
             }
         )
+        self.chunk = chunk
+        self.automatic_optimization = chunk == 1  # a chunk's steps are taken by `train_chunk`
         self.optimizer_spec = optimizer
         self.schedule_spec = schedule
         self.model = create_model(
@@ -217,7 +236,15 @@ class ImageClassifier(L.LightningModule):
                 self.log(f"{stage}/top{k}_error", error, on_step=False, on_epoch=True)
         metric.reset()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+    def training_step(self, batch, batch_idx: int):
+        """A batch's loss (Lightning takes the optimiser step), or a chunk's optimiser steps."""
+        if self.chunk > 1:
+            return train_chunk(self, batch, batch_idx)
+        return self.training_loss(batch)
+
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """A training batch's loss, added to the epoch's figures and logged every
+        `log_every_n_steps` steps."""
         # Nothing here reads a value back from the device: on a GPU each read would stop the
         # host until the step's kernels had run, and the next step's would start late
         # (benchmarks/host_syncs.py counts them; tests/test_module.py keeps them at none).
@@ -338,7 +365,16 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "test")
 
+    def on_validation_start(self) -> None:
+        logging_step_at(self, "validation")
+
+    def on_train_epoch_start(self) -> None:
+        logging_step_at(self, "epoch start")
+
     def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:
+            logging_step_at(self, "epoch end")
+            step_plateau_schedules(self, MONITOR)
         self._check_finite_loss()
         self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
         self._log_metrics("train")
@@ -356,9 +392,12 @@ class ImageClassifier(L.LightningModule):
         return {"probs": probs, "top_classes": top.indices, "top_probs": top.values}
 
     def configure_optimizers(self):
-        return configure_optimization(
+        configured = configure_optimization(
             self, self.model, self.optimizer_spec, self.schedule_spec, MONITOR
         )
+        if self.chunk > 1 and isinstance(configured, dict):
+            configured["lr_scheduler"] = manual_schedule(configured["lr_scheduler"])
+        return configured
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         step_scheduler(
@@ -370,6 +409,8 @@ class ImageClassifier(L.LightningModule):
         )
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            check_chunked_run(self, self.trainer)
         names = getattr(self.trainer.datamodule, "classes", None)
         if names:  # kept in the checkpoints (see `classes`)
             self.classes = [str(name) for name in names]
@@ -417,6 +458,13 @@ class ImageClassifier(L.LightningModule):
                 f"--model.arch {arch}, or a checkpoint of {self.hparams.arch!r}."
             )
         self._check_shapes(checkpoint.get("state_dict", {}), hparams)
+        chunk = hparams.get("chunk", 1)
+        if self._trainer is not None and chunk != self.chunk:  # resuming a training
+            raise CheckpointError(
+                f"the checkpoint's run trained on chunks of {chunk} batches, this one on "
+                f"chunks of {self.chunk}: the position in the epoch is counted in chunks. "
+                f"Resume with --data.chunk {chunk}."
+            )
         self.classes = saved.get("classes") or self.classes
 
     def _check_shapes(self, state_dict: dict[str, torch.Tensor], hparams: dict) -> None:

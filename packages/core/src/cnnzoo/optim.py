@@ -17,6 +17,8 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import MultiStepLRScheduler, create_scheduler_v2
 from torch import nn
 
+from cnnzoo.chunks import training_steps
+
 # Our names for the papers' optimisers -> timm's optimiser names.
 _TIMM_OPTIMIZERS = {
     ("sgd", False): "momentum",  # timm calls plain momentum SGD "momentum"
@@ -244,10 +246,8 @@ def configure_optimization(
             f"{global_batch} (the recipe's {optimizer.lr:g} is for {optimizer.batch_size}; "
             f"linear scaling rule)"
         )
-    total_steps = trainer.estimated_stepping_batches  # sets up the training data first
-    batches = trainer.num_training_batches
-    if math.isfinite(batches) and batches > 0:
-        steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+    total_steps, steps_per_epoch = training_steps(trainer)  # sets up the training data first
+    if math.isfinite(steps_per_epoch) and steps_per_epoch > 0:
         # A run bounded by max_steps (max_epochs: -1, ResNet §4.2's 64k iterations) lasts
         # as many epochs as those steps take.
         max_epochs = max(1, math.ceil(total_steps / steps_per_epoch))

@@ -146,6 +146,12 @@ class ClassificationDataModule(L.LightningDataModule):
             Same epoch order, DDP sharding and mid-epoch resume as the default path; the
             augmentation's random numbers are a different, equally distributed stream.
             Takes the augmentations "none", "lenet" and "cifar", and test_crops "center".
+        chunk: training batches per training step: the training loader yields `chunk`
+            batches at a time, as a list of (images, labels) batches, for an
+            `ImageClassifier(chunk=...)` that takes one optimiser step on each (the `cnnzoo`
+            command passes it on), so that the trainer's own work is paid once per chunk.
+            The batches, their order and their augmentation are those of chunk 1; the
+            trainer's `limit_train_batches` and the loader's position count chunks.
     """
 
     # As papers name it in their tables, so that `cnnzoo reproduce` finds the paper's row.
@@ -170,6 +176,7 @@ class ClassificationDataModule(L.LightningDataModule):
         test_crops: TestCrops = "center",
         pca_lighting_std: float = 0.1,
         on_device: bool = False,
+        chunk: int = 1,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
@@ -186,12 +193,23 @@ class ClassificationDataModule(L.LightningDataModule):
         self.test_crops = test_crops
         self.pca_lighting_std = pca_lighting_std
         self.on_device = on_device
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1 (batches per training step); got {chunk}.")
+        self.chunk = chunk
         self._labels_checked = False  # all labels checked at setup (datasets in memory)
         if on_device:
             self._check_on_device()
         self.normalize = Normalize(
             *normalization(self.augmentation, self.mean, self.std), self._lighting()
         )
+        if chunk > 1 and self.normalize.lighting is not None:
+            # Drawn per batch from the random stream that dropout draws from too: normalised
+            # a chunk at a time, its draws would come in another order than chunk 1's.
+            raise ValueError(
+                f"chunk {chunk} with PCA lighting (augmentation {self.augmentation!r}) would "
+                f"draw the colour noise in another order than chunk 1. Use chunk 1, or "
+                f"pca_lighting_std 0."
+            )
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -345,25 +363,32 @@ class ClassificationDataModule(L.LightningDataModule):
             indices, split = batch
             epoch = self._training_epoch() if split == "train" else 0
             images, labels = self.device_batch(indices, split, epoch)
-            return self.normalize(images, train=split == "train"), labels
+            return self._chunked(self.normalize(images, train=split == "train"), labels, split)
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         if isinstance(images, list):  # dense evaluation: per image, one tensor per scale
             return [[self.normalize(views) for views in scales] for scales in images], labels
-        return self.normalize(images, train=training), labels
+        split = "train" if training else "eval"
+        return self._chunked(self.normalize(images, train=training), labels, split)
+
+    def _chunked(self, images: torch.Tensor, labels: torch.Tensor, split: str):
+        """A training chunk as its batches (views, not copies), or the batch as it is."""
+        if split != "train" or self.chunk == 1:
+            return images, labels
+        return list(zip(images.split(self.batch_size), labels.split(self.batch_size), strict=True))
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         sampler = EpochSampler(dataset, seed=self.seed) if train else EvalSampler(dataset)
         if isinstance(dataset, ImageIndices):  # the fast path: batches of indices only
             return (EpochDataLoader if train else DataLoader)(
                 dataset,
-                batch_size=self.batch_size if train else self.eval_batch_size,
+                batch_size=self.batch_size * self.chunk if train else self.eval_batch_size,
                 sampler=sampler,
                 collate_fn=dataset.collate,
             )
         return (EpochDataLoader if train else DataLoader)(
             dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            batch_size=self.batch_size * self.chunk if train else self.eval_batch_size,
             sampler=sampler,
             # In-memory images with nothing left to compute per image need no workers:
             # shipping their batches between processes would cost more than indexing them.
