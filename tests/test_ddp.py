@@ -96,7 +96,7 @@ def train(arch: str, extra: list[str]) -> list[str]:
         "--model.optimizer.batch_size=32",  # the rate is for a global batch of 32
         "--data.augmentation=alexnet",
         "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=3",
+        "--trainer.limit_train_batches=6",
         "--trainer.limit_val_batches=1",
         "--test_after_fit=false",
         *extra,
@@ -111,8 +111,10 @@ def assert_same_steps(one: dict, ddp: dict) -> None:
             torch.testing.assert_close(ddp["state_dict"][key], value, atol=2e-5, rtol=1e-4)
 
 
-def test_ddp_takes_the_single_process_steps(tmp_path):
-    """LeNet-5 (no BatchNorm): 2 processes x 16 images = 1 process x 32 images."""
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_ddp_takes_the_single_process_steps(tmp_path, chunk):
+    """LeNet-5 (no BatchNorm): 2 processes x 16 images = 1 process x 32 images, also when
+    the processes take their steps in chunks of 3 batches (`cnnzoo.chunks`)."""
     in_process(
         [
             "fit",
@@ -127,12 +129,14 @@ def test_ddp_takes_the_single_process_steps(tmp_path):
             "fit",
             *DDP,
             "--data.batch_size=16",
+            f"--data.chunk={chunk}",
             *train("lenet5", [f"--trainer.default_root_dir={tmp_path / 'ddp'}"]),
+            f"--trainer.limit_train_batches={6 // chunk}",
         ],
         tmp_path,
     )
     one, ddp = (last_checkpoint(tmp_path / name, "lenet5") for name in ("one", "ddp"))
-    assert one["global_step"] == ddp["global_step"] == 3
+    assert one["global_step"] == ddp["global_step"] == 6
     assert_same_steps(one, ddp)
 
 
