@@ -1,12 +1,14 @@
 """ResNet-20 training steps on CIFAR-10: cnnzoo's trainer, with and without the fast path,
 against a plain PyTorch loop.
 
-Three runs do the same training work, one after the other in one process:
+Four runs do the same training work, one after the other in one process:
 
     cnnzoo            lightning Trainer + ImageClassifier("resnet20") + CIFAR10DataModule,
                       the default path: per-image crops and flips on the loader's workers
     cnnzoo-on-device  the same with `CIFAR10DataModule(on_device=True)`: the images held on
                       the device, each batch gathered, cropped and flipped there
+    cnnzoo-chunked    the fast path in chunks of `--chunk` batches (10): one Lightning
+                      training step takes that many optimiser steps (`cnnzoo.chunks`)
     plain             a hand-written loop over the same training images held on the device,
                       the same batched crops and flips (`cnnzoo_data.device_augment`), the
                       same normalisation, model, loss and optimiser: cnnzoo-on-device / plain
@@ -64,7 +66,7 @@ OPTIMIZER = OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
 PADDING = 4  # ResNet §4.2: "4 pixels are padded on each side"
 # Dense (not 2:4 sparse) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's spec sheets; the first
 # name found in the device's name is taken.
-RUNS = ("cnnzoo", "cnnzoo-on-device", "plain")
+RUNS = ("cnnzoo", "cnnzoo-on-device", "cnnzoo-chunked", "plain")
 BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
 
 
@@ -126,22 +128,23 @@ def profile_table(args: argparse.Namespace, steps: int = 20) -> str:
     )
 
 
-def data_module(args: argparse.Namespace, on_device: bool) -> CIFAR10DataModule:
+def data_module(args: argparse.Namespace, on_device: bool, chunk: int = 1) -> CIFAR10DataModule:
     dm = CIFAR10DataModule(
-        root=args.root, batch_size=args.batch_size, seed=SEED, on_device=on_device
+        root=args.root, batch_size=args.batch_size, seed=SEED, on_device=on_device, chunk=chunk
     )
     dm.setup("fit")
     return dm
 
 
 def cnnzoo_run(
-    args: argparse.Namespace, on_device: bool, callbacks: list[L.Callback] = ()
+    args: argparse.Namespace, on_device: bool, callbacks: list[L.Callback] = (), chunk: int = 1
 ) -> Callable[[int], float]:
     """A run of the cnnzoo trainer; the module (and its compiled forward) kept across fits."""
-    dm = data_module(args, on_device)
+    dm = data_module(args, on_device, chunk)
     torch.manual_seed(SEED)
     module = ImageClassifier(
         ARCH,
+        chunk=chunk,
         optimizer=OPTIMIZER,
         channels_last=args.channels_last,
         compile=args.compile_mode if args.compile else False,
@@ -267,10 +270,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="also profile 20 steps of cnnzoo-on-device, tables here"
     )
+    parser.add_argument(
+        "--chunk", type=int, default=10, help="batches per training step of cnnzoo-chunked"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     if not 0 <= args.skip < args.steps:
         parser.error("--skip must be at least 0 and below --steps")
+    if "cnnzoo-chunked" in args.runs and args.skip % args.chunk:
+        # The timing starts at a training step's start: after a whole number of chunks.
+        parser.error(f"--skip {args.skip} must be a multiple of --chunk {args.chunk}")
     return args
 
 
@@ -283,6 +292,7 @@ def main() -> None:
     makers = {
         "cnnzoo": lambda: cnnzoo_run(args, on_device=False),
         "cnnzoo-on-device": lambda: cnnzoo_run(args, on_device=True),
+        "cnnzoo-chunked": lambda: cnnzoo_run(args, on_device=True, chunk=args.chunk),
         "plain": lambda: plain_run(args),
     }
     chosen = {*args.runs, "plain"}

@@ -5,18 +5,27 @@ that add one piece of the step at a time, timed against the plain loop in one pr
 
 Each run trains LeNet-5 on the same batches from the same seed (`lenet_mnist_epoch.py`'s
 set-up); the rounds alternate their order and the medians are reported as milliseconds a
-step above the plain loop's. The pieces, in the order they are added:
+step above the plain loop's. The runs:
 
-    bare          Lightning's loop around the model's loss alone (automatic optimisation)
-    + loss mean   the epoch's mean loss (MeanMetric) and the loss logged every 50 steps
-    + errors      top-1/top-5 training error (cnnzoo.metrics.TopKError): ImageClassifier
-    cnnzoo fit    the command's defaults: CSV log, checkpoints, run clock, learning-rate
-                  monitor, progress bar (no validation, no W&B)
+    bare                Lightning's loop around the model's loss alone (automatic
+                        optimisation, Lightning's Trainer)
+    ImageClassifier     + the epoch's loss and top-k errors summed on the device, the loss
+                        logged every 50 steps
+    cnnzoo fit          the command's defaults: RunTrainer, CSV log, checkpoints, run
+                        clock, learning-rate monitor, progress bar (no validation, no W&B)
+    cnnzoo fit, chunks  the same in chunks of 10 batches (--data.chunk 10)
 
-and, for comparison, the pieces as they were before they were made cheaper:
+With `--fixed-cost` the model is one linear layer on four pixels instead of LeNet-5 (its
+card and loss kept), so that a step's time is the trainer's and the loader's alone: the
+microseconds each run adds over the plain loop are then steady to about 10 us on a shared
+machine, where whole LeNet-5 steps spread by 20%, and cnnzoo / plain at LeNet-5's step time
+is 1 + (microseconds added) / (a plain LeNet-5 step).
 
-    errors, torchmetrics   one MulticlassAccuracy per k (checks, formats, one-hot encodes)
-    finite, per step       `if not torch.isfinite(loss)` at every step (a device read)
+and, for comparison, the step's pieces as they were before they were made cheaper:
+
+    metrics per step    the epoch's mean loss and top-k errors updated through torchmetrics
+                        at every step
+    finite, per step    `if not torch.isfinite(loss)` at every step (a device read)
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from cnnzoo import ImageClassifier
+from cnnzoo.module import StepSums
+from cnnzoo.run_trainer import NoProfiler
 from cnnzoo_data import MNISTDataModule
 from lenet_mnist_epoch import (
     ARCH,
@@ -44,6 +55,7 @@ from lenet_mnist_epoch import (
     run_cnnzoo_fit,
     run_plain,
 )
+from lightning.pytorch.profilers import PassThroughProfiler
 from torchmetrics.classification import MulticlassAccuracy
 
 
@@ -53,23 +65,12 @@ class Bare(ImageClassifier):
         return self._loss(self(images), target)
 
 
-class LossMean(ImageClassifier):
-    def _update_metrics(self, stage, logits, target) -> None:
-        pass
+class MetricsPerStep(ImageClassifier):
+    """The epoch's figures as they were: torchmetrics updates at every step."""
 
-
-class TorchmetricsErrors(ImageClassifier):
-    """The errors as they were: torchmetrics' MulticlassAccuracy, one metric per k."""
-
-    def __init__(self, arch: str) -> None:
-        super().__init__(arch)
-        self.accuracy = torch.nn.ModuleList(
-            MulticlassAccuracy(self.model.num_classes, top_k=k, average="micro") for k in (1, 5)
-        )
-
-    def _update_metrics(self, stage, logits, target) -> None:
-        for metric in self.accuracy:
-            metric.update(logits, target)
+    def _add_step_sums(self, loss, logits, target) -> None:
+        self.train_loss.update(loss)
+        self.errors["train_errors"].update(logits, target)
 
 
 class FinitePerStep(ImageClassifier):
@@ -84,10 +85,9 @@ class FinitePerStep(ImageClassifier):
 
 MODULES = {
     "bare": Bare,
-    "+ loss mean": LossMean,
-    "+ errors (ImageClassifier)": ImageClassifier,
-    "errors, torchmetrics": TorchmetricsErrors,
-    "finite, per step": FinitePerStep,
+    "ImageClassifier": ImageClassifier,
+    "metrics per step (before)": MetricsPerStep,
+    "finite, per step (before)": FinitePerStep,
 }
 
 
@@ -103,24 +103,36 @@ def piece_costs(batch: int = 32, classes: int = 10, repeats: int = 5000) -> dict
     ours, mean_ours = TopKError((1, 5)), MeanMetric(nan_strategy="disable")
     theirs = [MulticlassAccuracy(classes, top_k=k, average="micro") for k in (1, 5)]
     mean_theirs = MeanMetric()
-
+    sums = StepSums(loss, ours.found(logits, target))
     labels = MNISTDataModule(root="unused")  # its label check, without loading anything
+    profilers = PassThroughProfiler(), NoProfiler()
 
     def finite_check() -> None:
         if not torch.isfinite(loss):
             raise FloatingPointError
 
+    def profiled(profiler) -> None:
+        with profiler.profile("[Callback]ModelCheckpoint.on_train_batch_end"):
+            pass
+
     pieces = {
-        "top-1/top-5 errors, torchmetrics (before)": lambda: [
+        "top-1/top-5 errors, two torchmetrics MulticlassAccuracy (first)": lambda: [
             m.update(logits, target) for m in theirs
         ],
-        "top-1/top-5 errors, TopKError (now)": lambda: ours.update(logits, target),
-        "epoch mean loss, MeanMetric with its NaN check (before)": lambda: mean_theirs.update(loss),
-        "epoch mean loss, MeanMetric(nan_strategy='disable') (now)": lambda: mean_ours.update(loss),
-        "finite-loss check, every step (before; now at the loss logs)": finite_check,
-        "labels checked, every batch (before; now once at setup)": lambda: labels._check_labels(
+        "top-1/top-5 errors, TopKError.update (before)": lambda: ours.update(logits, target),
+        "epoch mean loss, MeanMetric with its NaN check (first)": lambda: mean_theirs.update(loss),
+        "epoch mean loss, MeanMetric(nan_strategy='disable').update (before)": lambda: (
+            mean_ours.update(loss)
+        ),
+        "loss and top-k counts summed on the device, StepSums (now)": lambda: sums.add(
+            loss, ours.found(logits, target), batch
+        ),
+        "finite-loss check, every step (first; now at the loss logs)": finite_check,
+        "labels checked, every batch (first; now once at setup)": lambda: labels._check_labels(
             target
         ),
+        "a hook's profiler context, PassThroughProfiler (before)": lambda: profiled(profilers[0]),
+        "a hook's profiler context, NoProfiler (now)": lambda: profiled(profilers[1]),
     }
     costs = {}
     for name, piece in pieces.items():
@@ -132,6 +144,33 @@ def piece_costs(batch: int = 32, classes: int = 10, repeats: int = 5000) -> dict
             timings.append((time.perf_counter() - start) / repeats * 1e6)
         costs[name] = statistics.median(timings)
     return costs
+
+
+class FixedCost(torch.nn.Module):
+    """A model whose step costs next to nothing, in place of LeNet-5: one linear layer on
+    four pixels of the first row, with LeNet-5's card, loss and classes."""
+
+    def __init__(self, lenet: torch.nn.Module) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, lenet.num_classes)
+        self.criterion, self.card = lenet.criterion, lenet.card
+        self.num_classes, self.in_chans, self.classes = lenet.num_classes, lenet.in_chans, None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x[:, 0, 0, :4])
+
+
+def fixed_cost_models() -> None:
+    """Build FixedCost wherever the runs build LeNet-5 (the plain loop's `create_model` and
+    ImageClassifier's), for this process only."""
+    import cnnzoo.module
+    import lenet_mnist_epoch
+
+    def create(*args, **kwargs):
+        return FixedCost(lenet(*args, **kwargs))
+
+    lenet = cnnzoo.module.create_model
+    cnnzoo.module.create_model = lenet_mnist_epoch.create_model = create
 
 
 def run_module(cls: type[ImageClassifier], dm, steps: int) -> float:
@@ -152,10 +191,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--fixed-cost", action="store_true", help="a near-free model: the trainer's cost alone"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*was called before the ``update`` method.*")  # bare
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
+    if args.fixed_cost:
+        fixed_cost_models()
 
     dm = data_module(args.data_root, settings)
     plain_dm = data_module(args.data_root, settings)
@@ -164,6 +209,9 @@ def main() -> None:
         "plain": lambda n: run_plain(plain_dm, n)[0],
         **{name: (lambda n, c=cls: run_module(c, dm, n)) for name, cls in MODULES.items()},
         "cnnzoo fit": lambda n: run_cnnzoo_fit(args.data_root, settings, n, folder)[0],
+        "cnnzoo fit, chunks of 10": lambda n: run_cnnzoo_fit(
+            args.data_root, settings, n, folder, "--data.chunk=10"
+        )[0],
     }
     for run in runs.values():
         run(50)
@@ -171,18 +219,19 @@ def main() -> None:
     for index in range(args.rounds):
         for name in list(runs) if index % 2 == 0 else reversed(list(runs)):
             seconds[name].append(runs[name](args.steps))
-    ms = {name: 1e3 * statistics.median(times) / args.steps for name, times in seconds.items()}
-    print(f"\nLeNet-5, MNIST batches of {settings.get('batch_size')}, {args.threads} threads, ")
+    us = {name: 1e6 * statistics.median(times) / args.steps for name, times in seconds.items()}
+    model = "a near-free model (--fixed-cost)" if args.fixed_cost else "LeNet-5"
+    print(f"\n{model}, MNIST batches of {settings.get('batch_size')}, {args.threads} threads, ")
     print(f"medians of {args.rounds} rounds of {args.steps} steps\n")
     print("| piece of the step | µs a call |")
     print("|---|---:|")
     for name, cost in piece_costs().items():
         print(f"| {name} | {cost:.1f} |")
     print()
-    print("| run | ms/step | above plain, ms | / plain |")
+    print("| run | µs/step | above plain, µs | / plain |")
     print("|---|---:|---:|---:|")
-    for name, value in ms.items():
-        print(f"| {name} | {value:.2f} | {value - ms['plain']:+.2f} | {value / ms['plain']:.3f} |")
+    for name, value in us.items():
+        print(f"| {name} | {value:.0f} | {value - us['plain']:+.0f} | {value / us['plain']:.3f} |")
 
 
 if __name__ == "__main__":

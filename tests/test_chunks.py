@@ -187,7 +187,7 @@ def test_the_learning_rate_is_logged_as_for_chunk_1(tmp_path, make_trainer, make
         (
             {"callbacks": [ModelCheckpoint(every_n_train_steps=5)], "enable_checkpointing": True},
             CnnzooError,
-            "use cnnzoo.checkpoint.LastCheckpoint",
+            "use cnnzoo.checkpoint.LastCheckpoint, which saves after every chunk",
         ),
     ],
     ids=["clipping", "accumulation", "validation interval", "lightning step checkpoints"],
@@ -221,6 +221,8 @@ def test_bad_chunks_are_refused(make_digits):
 
 @pytest.mark.bad_input
 def test_resuming_with_another_chunk_is_refused(tmp_path, make_trainer, make_digits):
+    """The loader's position in a checkpoint counts chunks: a resume must keep the chunk.
+    Testing the checkpoint, which trains nothing, takes any chunk."""
     trainer = make_trainer(max_steps=4, limit_val_batches=0, enable_checkpointing=True)
     trainer.fit(classifier(2), make_digits(batch_size=50, chunk=2))
     (checkpoint,) = Path(trainer.checkpoint_callback.dirpath).glob("*.ckpt")
@@ -228,3 +230,5 @@ def test_resuming_with_another_chunk_is_refused(tmp_path, make_trainer, make_dig
         make_trainer(max_steps=8).fit(
             classifier(3), make_digits(batch_size=50, chunk=3), ckpt_path=checkpoint
         )
+    tested = make_trainer().test(classifier(1), make_digits(batch_size=50), ckpt_path=checkpoint)
+    assert 0 < tested[0]["test/top1_error"] < 1

@@ -3,7 +3,8 @@
 # GPU checks of cnnzoo in one run of about ten minutes. Each step has its own time limit, a
 # failed step does not stop the next, and everything lands under $OUT:
 #   reproduce   a sitting of `cnnzoo reproduce MODEL --dataset cifar10` on the fast path
-#               (on_device, channels_last, bf16-mixed, compile), as long as the call has time
+#               (on_device, chunks of CHUNK batches, channels_last, bf16-mixed, compile), as
+#               long as the call has time
 #               left after RESERVE seconds for the checks after it; if it fails (not a sitting's
 #               clean end) it runs again uncompiled. The run folder comes back as
 #               $OUT/MODEL-run.tar, to go on with in the next call (unpack it here into runs/
@@ -11,13 +12,15 @@
 #   cifar       ResNet-20 on CIFAR-10: the fast path against a plain loop, and its share of
 #               the GPU's peak, with a profile of 20 steps (where a step's time goes)
 #   graphs      the same, compiled with mode reduce-overhead (each step replayed as CUDA
-#               graphs), cnnzoo's fast path and the plain loop only
+#               graphs), cnnzoo's fast path (one step a batch, and in chunks) and the plain
+#               loop only
 #   tests       the GPU-marked tests (the fast path's images never leave the GPU)
 #   throughput  ResNet-50 training and inference, ours against torchvision's and timm's
 # Settings (environment): CHECKS (default "reproduce cifar graphs tests throughput", run in
 # that order), MODEL (resnet20), DEADLINE (seconds the whole call may take, default 540),
 # RESERVE (seconds of it kept from the reproduction for the checks after it, default 240),
-# COMPILE (the reproduction's --model.compile, default true), REPRODUCE_ARGS (more options for
+# COMPILE (the reproduction's --model.compile, default true), CHUNK (its --data.chunk: optimiser
+# steps per training step, default 10; the weights are those of 1), REPRODUCE_ARGS (more options for
 # the reproduction, e.g. a shorter schedule). A check whose time limit no longer fits before
 # the deadline is cut to what is left, or skipped.
 set -uo pipefail
@@ -66,10 +69,10 @@ reproduce() {  # reproduce COMPILE: one sitting, as long as the deadline and RES
     fi
     step reproduce $((minutes * 60 + 100)) python3 -m cnnzoo_classify.cli reproduce \
         "$MODEL" --dataset cifar10 --data.root "$CIFAR" --data.on_device true \
-        --data.eval_batch_size 1000 --model.channels_last true --model.compile "$1" \
+        --data.chunk "${CHUNK:-10}" --data.eval_batch_size 1000 --model.channels_last true --model.compile "$1" \
         --trainer.precision bf16-mixed --wandb.enabled false --sitting_minutes "$minutes" \
         --ckpt_path last --results "$OUT/reproductions.jsonl" ${REPRODUCE_ARGS:-} \
-        --note "(the fast path: on_device, channels_last, compile $1, bf16-mixed)"
+        --note "(the fast path: on_device, chunks of ${CHUNK:-10}, channels_last, compile $1, bf16-mixed)"
 }
 
 for check in $CHECKS; do
@@ -90,7 +93,7 @@ for check in $CHECKS; do
     graphs)
         step graphs 150 python3 benchmarks/cifar_resnet20_epoch.py --device cuda --root "$CIFAR" \
             --steps 200 --rounds 2 --channels-last --bf16 --compile \
-            --compile-mode reduce-overhead --runs cnnzoo-on-device \
+            --compile-mode reduce-overhead --runs cnnzoo-on-device cnnzoo-chunked \
             --json "$OUT/cifar_resnet20_epoch_graphs.json" ;;
     tests)
         # Only the files that hold GPU tests: others import what the machine lacks (wandb).

@@ -1,28 +1,27 @@
 """Chunked training steps: one Lightning training step that takes K optimiser steps.
 
 Lightning's work around a training step (its loop, hooks, progress counters, the batch's
-transfer, the logs' bookkeeping) costs about 0.4 ms on a CPU whatever the step does: a
-seventh of a LeNet-5 step there, and on a GPU, where a small network's step takes about a
-millisecond, the bound on every short run. `ImageClassifier(chunk=K)` pays it once per K
-optimiser steps: its data module's training loader yields chunks of K batches (see
-`cnnzoo_data.ClassificationDataModule`'s `chunk`), and the training step runs through them
-under manual optimisation, doing for each batch what Lightning does for a step under
-automatic optimisation, in the same order: the loss, the gradients cleared, backward (with
-the precision plugin and its hooks), the optimiser's step (which Lightning counts: the
-trainer's `global_step` stays in optimiser steps, and so do `max_steps` and the schedules),
-the per-step schedules. The batches and their order are chunk 1's, and so are the weights
-at the end, bit for bit (tests/test_chunks.py).
+transfer, the logs' bookkeeping) costs about 0.4 ms on a CPU whatever the step does (a
+LeNet-5 step there takes 5.4 ms), and on a GPU, where a small network's step takes about a
+millisecond, it bounds every short run (benchmarks/trainer_overhead.py).
+`ImageClassifier(chunk=K)` pays it once per K optimiser steps: its data module's training
+loader yields chunks of K batches (`cnnzoo_data.ClassificationDataModule`'s `chunk`), and
+the training step runs through them under manual optimisation, doing for each batch what
+Lightning does for a step under automatic optimisation, in the same order: the loss, the
+gradients cleared, backward (with the precision plugin and its hooks), the optimiser's step
+(which Lightning counts: the trainer's `global_step` stays in optimiser steps, and so do
+`max_steps` and the schedules), the per-step schedules. The batches and their order are
+chunk 1's, and so are the weights at the end, bit for bit (tests/test_chunks.py).
 
 What Lightning counts in training steps is kept in optimiser steps here: the loggers' step
-axis and their `log_every_n_steps` cadence (`logging_step`), `last.ckpt` every n steps
-(`cnnzoo.checkpoint.LastCheckpoint` saves when a chunk crossed a multiple of n), and the
-schedules' length (`training_steps`). What cannot be kept is refused when the run starts
-(Lightning refuses gradient clipping and accumulation by the trainer itself, as it does for any
-manual optimisation; `check_chunked_run` a validation interval in batches and Lightning's own
-step checkpoints).
-The learning-rate monitor writes the rate before each chunk that logs a loss, at the step
-before the logged one, as for chunk 1; but not before a chunk that follows another that logged
-(`log_every_n_steps` under twice the chunk).
+axis and their `log_every_n_steps` cadence (`train_chunk`, `logging_step_at`), `last.ckpt`
+every n steps (`cnnzoo.checkpoint.LastCheckpoint` saves when a chunk crossed a multiple of
+n), and the schedules' length (`training_steps`). What cannot be kept is refused before the
+first step: gradient clipping and accumulation by the trainer (by Lightning itself, as for
+any manual optimisation), a validation interval in batches and Lightning's own step
+checkpoints (`check_chunked_run`). The learning-rate monitor writes the rate before each
+chunk that logs a loss, at the step before the logged one, as for chunk 1; but not before a
+chunk that follows another that logged (`log_every_n_steps` under twice the chunk).
 """
 
 from __future__ import annotations
@@ -165,21 +164,19 @@ def check_chunked_run(module: ImageClassifier, trainer: L.Trainer) -> None:
         return
     # Lightning itself refuses gradient clipping and accumulation by the trainer under
     # manual optimisation, naming the setting, before the run starts.
-    what = None
+    problem = None
     if isinstance(trainer.val_check_interval, int):
-        what = f"a validation every {trainer.val_check_interval} batches (val_check_interval)"
-    else:
-        stepped = [
-            cb
-            for cb in trainer.checkpoint_callbacks
-            if isinstance(cb, ModelCheckpoint)
-            and checkpoint_step_interval(cb)
-            and not getattr(cb, "saves_on_crossing", False)
-        ]
-        if stepped:
-            what = "ModelCheckpoint(every_n_train_steps=...) (use cnnzoo.checkpoint.LastCheckpoint)"
-    if what is not None:
-        raise CnnzooError(
-            f"chunk {module.chunk} trains under manual optimisation, which has no {what}. "
-            f"Leave it out, or train with chunk 1."
+        problem = (
+            f"a validation every {trainer.val_check_interval} batches (val_check_interval), "
+            f"which would count chunks: give it as a fraction of the epoch (e.g. 0.5)"
         )
+    for callback in trainer.checkpoint_callbacks:
+        every = isinstance(callback, ModelCheckpoint) and checkpoint_step_interval(callback)
+        if every and not getattr(callback, "saves_on_crossing", False):
+            problem = (
+                f"ModelCheckpoint(every_n_train_steps={every}), which saves only after the "
+                f"chunks that end on a multiple of {every}: use cnnzoo.checkpoint."
+                f"LastCheckpoint, which saves after every chunk that crosses one"
+            )
+    if problem is not None:
+        raise CnnzooError(f"chunk {module.chunk} cannot keep {problem}; or train with chunk 1.")

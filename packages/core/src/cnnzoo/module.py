@@ -459,7 +459,8 @@ class ImageClassifier(L.LightningModule):
             )
         self._check_shapes(checkpoint.get("state_dict", {}), hparams)
         chunk = hparams.get("chunk", 1)
-        if self._trainer is not None and chunk != self.chunk:  # resuming a training
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        if resuming and chunk != self.chunk:
             raise CheckpointError(
                 f"the checkpoint's run trained on chunks of {chunk} batches, this one on "
                 f"chunks of {self.chunk}: the position in the epoch is counted in chunks. "
