@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 import yaml
-from cnnzoo import CnnzooError, model_card
+from cnnzoo import CnnzooError, list_models, model_card
 from cnnzoo.card import ModelCard, PublishedError
 from cnnzoo.complexity import count_params
 from cnnzoo.loggers import WandbLogger
@@ -59,10 +59,13 @@ def _dataset_key(name: str) -> str:
     return _SAME_DATASET.get(key, key)
 
 
-def paper_error(card: ModelCard, dataset: str) -> PublishedError | None:
-    """The card's first published error on `dataset` (its first word, as papers name it)."""
+def paper_error(card: ModelCard, dataset: str, recipe: str = "") -> PublishedError | None:
+    """The card's published error on `dataset` (its first word, as papers name it) that
+    `recipe` reproduces: the row that names the recipe, or else the first that names none."""
     key = _dataset_key(dataset)
-    return next((e for e in card.published_errors if _dataset_key(e.dataset) == key), None)
+    rows = [e for e in card.published_errors if _dataset_key(e.dataset) == key]
+    named = [e for e in rows if recipe and e.recipe == recipe]
+    return next(iter(named or [e for e in rows if not e.recipe]), None)
 
 
 def _recipe_summary(path: Path) -> tuple[str | None, str]:
@@ -75,10 +78,13 @@ def _recipe_summary(path: Path) -> tuple[str | None, str]:
 def recipe_for(model: str, dataset: str) -> Path:
     """The installed recipe that trains `model` on `dataset` ("cifar10", "mnist"...)."""
     key = _dataset_key(dataset)
+    # A recipe that a published row names (LeNet-5's distortions) is run by its own name.
+    rows = {e.recipe for e in model_card(model).published_errors} if model in list_models() else set()
     found = []
     for path in list_recipes().values():
         arch, data_class = _recipe_summary(path)
-        if arch == model and _dataset_key(data_class.removesuffix("DataModule")) == key:
+        same_data = _dataset_key(data_class.removesuffix("DataModule")) == key
+        if arch == model and same_data and path.stem not in rows:
             found.append(path)
     if len(found) != 1:
         ours = [p.stem for p in list_recipes().values() if _recipe_summary(p)[0] == model]
@@ -218,7 +224,7 @@ def reproduce(argv: list[str]) -> dict[str, Any]:
     arch = model.hparams.arch
     card = model_card(arch)
     dataset = options.paper_dataset or data.dataset_name
-    paper = paper_error(card, dataset)
+    paper = paper_error(card, dataset, recipe.stem)
     csv_logger = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
     wandb_logger = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
     row = {

@@ -24,6 +24,9 @@ class PublishedError:
     top5: float | None = None  # percent
     evaluation: str = "single crop"
     source: str = ""  # table or section of the paper
+    # The recipe that reproduces this row when it is not the dataset's own (LeNet-5's 0.8%
+    # with distortions: lenet5_mnist_distorted); `cnnzoo reproduce` compares its run to it.
+    recipe: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
     none     resize to the model's input size; nothing random
     lenet    LeNet-5 §III.A: the digit centred in a 32x32 field, background at -0.1 and
              ink at 1.175 (mean about 0, variance about 1)
+    lenet_distorted  the same, with §III.C's random planar affine distortions of the
+             training digits (`cnnzoo_data.distortions`): 9 in 10 distorted
     cifar    ResNet §4.2: 4 pixels padded on each side, a random 32x32 crop, horizontal flips
     alexnet  AlexNet §2 and §4.1: the shorter side scaled to 256 and the centre 256x256 kept,
              random 224x224 crops with horizontal flips, PCA colour noise (sigma 0.1)
@@ -32,10 +34,24 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from cnnzoo_data.distortions import LeNetDistortion
 from cnnzoo_data.evaluation import TEST_CROPS, TestCrops, evaluation_geometry
 
-Augmentation = Literal["none", "lenet", "cifar", "alexnet", "vgg", "resnet", "inception"]
-AUGMENTATIONS: tuple[str, ...] = ("none", "lenet", "cifar", "alexnet", "vgg", "resnet", "inception")
+Augmentation = Literal[
+    "none", "lenet", "lenet_distorted", "cifar", "alexnet", "vgg", "resnet", "inception"
+]
+AUGMENTATIONS: tuple[str, ...] = (
+    "none",
+    "lenet",
+    "lenet_distorted",
+    "cifar",
+    "alexnet",
+    "vgg",
+    "resnet",
+    "inception",
+)
+# LeNet-5's digits in their 32x32 field, with and without the distortions of §III.C.
+LENET: tuple[str, ...] = ("lenet", "lenet_distorted")
 # The augmentations that add AlexNet's PCA colour noise to each training batch ("the colour
 # shift of [AlexNet]": VGG §3.1, ResNet §3.4).
 COLOUR_SHIFTED: tuple[str, ...] = ("alexnet", "vgg", "resnet")
@@ -102,7 +118,7 @@ def build_transform(
             f"unknown test_crops {test_crops!r}; choose one of {', '.join(TEST_CROPS)}."
         )
     ten_crops = test_crops == "ten" and not train
-    if test_crops != "center" and not train and augmentation in ("lenet", "cifar"):
+    if test_crops != "center" and not train and augmentation in (*LENET, "cifar"):
         raise ValueError(
             f"test_crops: {test_crops} looks at {image_size}x{image_size} patches or whole "
             f"images rescaled beyond {image_size} (AlexNet §4.1, GoogLeNet §7, VGG §3.2); the "
@@ -113,9 +129,11 @@ def build_transform(
         return ImageTransform(evaluation_geometry(test_crops, image_size), random=False)
     # AlexNet crops 224 from 256: the same ratio at other input sizes.
     rescaled = round(image_size * 256 / 224)
-    if augmentation == "lenet":
+    if augmentation in LENET:
         # MNIST's 28x28 digits are centred in the 32x32 field by padding (CenterCrop pads).
         steps: list = [v2.CenterCrop(32)] + ([v2.Resize(image_size)] if image_size != 32 else [])
+        if augmentation == "lenet_distorted" and train:
+            return ImageTransform(v2.Compose([*steps, v2.ToImage(), LeNetDistortion()]), True)
         return ImageTransform(_tensor(steps), random=False)
     if augmentation == "cifar":
         # CIFAR's 32x32 images at 32 pass through unchanged; any other image is brought to
@@ -151,4 +169,4 @@ def build_transform(
 
 def normalization(augmentation: Augmentation, mean, std) -> tuple[tuple, tuple]:
     """The mean and std an augmentation normalises with: LeNet-5 has its own."""
-    return (LENET_MEAN, LENET_STD) if augmentation == "lenet" else (tuple(mean), tuple(std))
+    return (LENET_MEAN, LENET_STD) if augmentation in LENET else (tuple(mean), tuple(std))

@@ -135,7 +135,12 @@ class LeNet5ReLU(ClassifierNet):
         params_source="§II.B: C1 156, S2 12, C3 1,516, S4 32, C5 48,120, F6 10,164",
         published_errors=(
             PublishedError("MNIST", top1=0.95, source="§III.C, Fig. 14: no distortions"),
-            PublishedError("MNIST", top1=0.8, source="§III.C: with distortions (540k images)"),
+            PublishedError(
+                "MNIST",
+                top1=0.8,
+                source="§III.C: with distortions (540k images)",
+                recipe="lenet5_mnist_distorted",
+            ),
         ),
         recipe="lenet5_mnist",
         fixed_input_size=True,
