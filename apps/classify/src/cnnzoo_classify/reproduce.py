@@ -79,7 +79,8 @@ def recipe_for(model: str, dataset: str) -> Path:
     """The installed recipe that trains `model` on `dataset` ("cifar10", "mnist"...)."""
     key = _dataset_key(dataset)
     # A recipe that a published row names (LeNet-5's distortions) is run by its own name.
-    rows = {e.recipe for e in model_card(model).published_errors} if model in list_models() else set()
+    card = model_card(model) if model in list_models() else None
+    rows = {e.recipe for e in card.published_errors} if card else set()
     found = []
     for path in list_recipes().values():
         arch, data_class = _recipe_summary(path)
