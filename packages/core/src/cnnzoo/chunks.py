@@ -52,7 +52,7 @@ def train_chunk(module: ImageClassifier, batches: list, batch_idx: int) -> None:
     for batch in batches:
         if 0 <= trainer.max_steps <= module.global_step:
             return  # the run ends inside this chunk (and so the epoch's schedules are not stepped)
-        if every and (module.global_step + 1) % every == 0:
+        if module.logs_loss_this_step():
             logged = module.global_step + 1
         loss = module.training_loss(batch)
         optimizer.zero_grad()

@@ -258,11 +258,16 @@ class ImageClassifier(L.LightningModule):
         # (benchmarks/lenet_mnist_epoch.py). Not to the progress bar, which would read it back
         # from the device at every step: `cnnzoo.callbacks.ProgressBar` shows the logged
         # value. The epoch's mean is a metric, logged at the epoch's end.
-        every = self._trainer.log_every_n_steps if self._trainer is not None else 1
-        if (self.global_step + 1) % every == 0:
+        if self.logs_loss_this_step():
             self._check_finite_loss()
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
         return loss
+
+    def logs_loss_this_step(self) -> bool:
+        """Whether the step about to be taken logs its loss: every `log_every_n_steps` steps
+        (never when that is 0)."""
+        every = self._trainer.log_every_n_steps if self._trainer is not None else 1
+        return every > 0 and (self.global_step + 1) % every == 0
 
     def _add_step_sums(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor):
         found = self.errors["train_errors"].found(logits, target)
