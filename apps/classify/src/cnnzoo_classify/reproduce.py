@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from cnnzoo import CnnzooError, list_models, model_card
 from cnnzoo.card import ModelCard, PublishedError
 from cnnzoo.complexity import count_params
 from cnnzoo.loggers import WandbLogger
-from cnnzoo.recipes import find_recipe, list_recipes
+from cnnzoo.recipes import find_recipe, list_recipes, read_recipe, recipe_data
 from cnnzoo.runs import run_clock
 from cnnzoo.sittings import SITTING_ENDED
 
@@ -69,10 +68,7 @@ def paper_error(card: ModelCard, dataset: str, recipe: str = "") -> PublishedErr
 
 
 def _recipe_summary(path: Path) -> tuple[str | None, str]:
-    config = yaml.safe_load(path.read_text()) or {}
-    data = config.get("data") or {}
-    data_class = data.get("class_path", "") if isinstance(data, dict) else ""
-    return (config.get("model") or {}).get("arch"), data_class.rsplit(".", 1)[-1]
+    return (read_recipe(path).get("model") or {}).get("arch"), recipe_data(path)[0]
 
 
 def recipe_for(model: str, dataset: str) -> Path:

@@ -5,6 +5,7 @@
     filters    AlexNet Fig. 3: the first layer's kernels
     retrieval  AlexNet §6.1, Fig. 4: nearest training images in the last hidden layer
     gradcam    Selvaraju et al. 2017: the class-weighted map of a layer
+    transformer  Jaderberg et al. 2015, Fig. 3: a spatial transformer's inputs and outputs
 
     cnnzoo explain occlusion --checkpoint runs/lenet5/checkpoints/last.ckpt \\
         --dataset mnist --data-root ../shared/data/mnist --image mnist:test:0
@@ -22,7 +23,7 @@ import torch
 from cnnzoo import CnnzooError, model_card
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from cnnzoo_explain import deconvnet, filters, gradcam, occlusion, retrieval
+from cnnzoo_explain import deconvnet, filters, gradcam, occlusion, retrieval, transformer
 from cnnzoo_explain.images import (
     DATASETS,
     DatasetImages,
@@ -34,7 +35,7 @@ from cnnzoo_explain.images import (
 from cnnzoo_explain.layers import default_layer, find_layer
 from cnnzoo_explain.loading import input_size, load_checkpoint
 
-VIEWS = ("deconvnet", "occlusion", "filters", "retrieval", "gradcam")
+VIEWS = ("deconvnet", "occlusion", "filters", "retrieval", "gradcam", "transformer")
 # The views that scan a dataset, and the dataset they pick for a model's channels.
 DEFAULT_DATASET = {1: "mnist", 3: "cifar10"}
 
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     cam = view("gradcam", "Selvaraju et al. 2017: Grad-CAM over the image")
     cam.add_argument("--layer", help=layer_help)
     cam.add_argument("--target-class", help="class index or name (default: the label)")
+
+    spatial = view("transformer", "Jaderberg et al. Fig. 3: a spatial transformer's U and V")
+    spatial.add_argument(
+        "--distortion",
+        help="distorted MNIST for mnist:<split>:<indices> images: r, rts, p or e (default: "
+        "the one the model's card names; none for the plain digits)",
+    )
     return parser
 
 
@@ -286,12 +294,34 @@ def run_gradcam(session: Session) -> list[Path]:
     return [path]
 
 
+def run_transformer(session: Session) -> list[Path]:
+    args, model = session.args, session.model
+    module = transformer.find_transformer(model, session.name)
+    card = getattr(model, "card", None)
+    distortion = args.distortion or (card.extra.get("distortion") if card else None)
+    if distortion and distortion != "none":
+        data = transformer.DistortedMNISTImages(distortion, args.data_root, session.image_size)
+        preprocessing = Preprocessing(model.in_chans, session.image_size, data)
+        specs = args.image or ["mnist:test:0-9"]
+        batch = load_images(specs, preprocessing, data)
+        where = f"MNIST {distortion.upper()}"
+    else:
+        batch = session.images(default=f"{session.data.name}:test:0-9" if session.data else "")
+        where = "its input"
+    result = transformer.transform(model, batch.inputs.to(session.device), module)
+    path = session.out / "transformer.png"
+    title = session.title(f"{module} on {where}: U with T_theta(G) outlined, and V")
+    transformer.save_figure(result, batch.names, str(path), title)
+    return [path]
+
+
 RUNNERS = {
     "deconvnet": run_deconvnet,
     "occlusion": run_occlusion,
     "filters": run_filters,
     "retrieval": run_retrieval,
     "gradcam": run_gradcam,
+    "transformer": run_transformer,
 }
 NEEDS_DATASET = {"deconvnet", "retrieval"}
 

@@ -22,3 +22,7 @@ class NotConvolutionalError(CnnzooError, ValueError):
 
 class ImageSourceError(CnnzooError, FileNotFoundError):
     """An image file, folder, skimage photograph or dataset index that is not there."""
+
+
+class NoCapsulesError(CnnzooError, ValueError):
+    """The capsules view, on a model without digit capsules and a decoder."""

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
+from cnnzoo import CnnzooError
+from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard
+from cnnzoo.recipes import recipe_data
 from cnnzoo_data import (
     CIFAR10DataModule,
     ClassificationDataModule,
@@ -98,16 +100,34 @@ class ImageBatch:
     names: list[str]
 
 
+def recipe_augmentation(card: ModelCard | None, dataset: str) -> str | None:
+    """The augmentation the model's recipe trains with, where that recipe reads `dataset`:
+    a CapsNet sees MNIST's 28x28 digits unnormalised, LeNet-5 in its 32x32 field."""
+    if card is None or not card.recipe or dataset not in DATASETS:
+        return None
+    try:
+        data_class, arguments = recipe_data(card.recipe)
+    except CnnzooError:  # a card whose recipe is not installed: the dataset's own
+        return None
+    return arguments.get("augmentation") if data_class == DATASETS[dataset].__name__ else None
+
+
 class DatasetImages:
     """A dataset loaded by its cnnzoo data module, at the model's input size."""
 
-    def __init__(self, name: str, root: str | None, image_size: int) -> None:
+    def __init__(
+        self, name: str, root: str | None, image_size: int, augmentation: str | None = None
+    ) -> None:
+        """`augmentation`: the one the model trained with, whose evaluation geometry and
+        normalisation the images get (default: the dataset's own)."""
         if name not in DATASETS:
             raise ImageSourceError(
                 f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}."
             )
         module = DATASETS[name]
         kwargs = {"root": root} if root is not None and name != "digits" else {}
+        if augmentation is not None:
+            kwargs["augmentation"] = augmentation
         self.name = name
         self.datamodule = module(image_size=image_size, num_workers=0, **kwargs)
         self.splits = self.datamodule.load()  # raises DatasetError, saying what to do

@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib.util
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from cnnzoo.errors import CnnzooError
 from cnnzoo.registry import GROUP
@@ -52,3 +55,17 @@ def find_recipe(name: str) -> Path:
         f"no recipe file or recipe named {name!r}.{hint} Installed recipes: "
         f"{', '.join(sorted(recipes)) or 'none'}."
     )
+
+
+def read_recipe(name: str | Path) -> dict[str, Any]:
+    """A recipe's settings, by name or path, as its YAML file writes them."""
+    return yaml.safe_load(find_recipe(str(name)).read_text()) or {}
+
+
+def recipe_data(name: str | Path) -> tuple[str, dict[str, Any]]:
+    """The data module a recipe trains on: its class name ("MNISTDataModule") and the
+    arguments the recipe gives it."""
+    data = read_recipe(name).get("data") or {}
+    if not isinstance(data, dict):
+        return "", {}
+    return data.get("class_path", "").rsplit(".", 1)[-1], data.get("init_args") or {}

@@ -8,6 +8,12 @@ from cnnzoo.errors import DatasetError
 from torchvision.datasets import MNIST
 
 from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
+from cnnzoo_data.distorted_mnist import (
+    DISTORTION_STATS,
+    IMAGE_SIZE,
+    check_distortion,
+    distorted_split,
+)
 
 
 def _in_memory(mnist: MNIST) -> TensorImages:
@@ -28,6 +34,11 @@ class MNISTDataModule(ClassificationDataModule):
     Args:
         root: folder holding `MNIST/raw/` with the four IDX files (as torchvision lays it out).
         download: fetch MNIST into `root` when it is not there.
+        distortion: the distorted MNIST of Jaderberg et al. 2015, §4.1 (`cnnzoo_data.
+            distorted_mnist`): "r" (rotated), "rts" (rotated, translated and scaled, in a
+            42x42 image), "p" (projective) or "e" (elastic); each digit distorted once, as
+            its (split, index) seeds it. None: the plain digits. The images come at the
+            distortion's own size, taken whole (augmentation "none" unless one is given).
     """
 
     dataset_name = "MNIST"
@@ -39,7 +50,21 @@ class MNISTDataModule(ClassificationDataModule):
     default_image_size = 32
     default_augmentation = "lenet"
 
-    def __init__(self, root: str = "data/mnist", download: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str = "data/mnist",
+        download: bool = False,
+        distortion: str | None = None,
+        **kwargs,
+    ) -> None:
+        if distortion is not None and str(distortion).lower() != "none":
+            self.distortion = check_distortion(distortion)
+            self.dataset_name = f"MNIST {self.distortion.upper()}"
+            self.default_image_size = IMAGE_SIZE[self.distortion]
+            self.default_augmentation = "none"
+            self.mean, self.std = DISTORTION_STATS[self.distortion]
+        else:
+            self.distortion = None
         super().__init__(**kwargs)
         self.root = root
         self.download = download
@@ -59,11 +84,16 @@ class MNISTDataModule(ClassificationDataModule):
                 f"Pass --data.download true to fetch them, or --data.root to point at a copy."
             )
         try:
-            return Splits(
-                train=_in_memory(MNIST(self.root, train=True, download=self.download)),
-                test=_in_memory(MNIST(self.root, train=False, download=self.download)),
-            )
+            train = _in_memory(MNIST(self.root, train=True, download=self.download))
+            test = _in_memory(MNIST(self.root, train=False, download=self.download))
         except Exception as exc:
             raise DatasetError(
                 f"MNIST under {raw} could not be read ({exc}); the files may be corrupt."
             ) from exc
+        if self.distortion is None:
+            return Splits(train=train, test=test)
+        return Splits(train=self._distorted(train, "train"), test=self._distorted(test, "test"))
+
+    def _distorted(self, digits: TensorImages, split: str) -> TensorImages:
+        images = distorted_split(digits.images, self.distortion, split)
+        return TensorImages(images, digits.labels, digits.classes)

@@ -5,6 +5,8 @@
              ink at 1.175 (mean about 0, variance about 1)
     lenet_distorted  the same, with §III.C's random planar affine distortions of the
              training digits (`cnnzoo_data.distortions`): 9 in 10 distorted
+    capsnet  CapsNet §5: the 28x28 digit shifted by up to 2 pixels each way, zero padded;
+             pixel intensities in [0, 1], not normalised (its decoder reconstructs them)
     cifar    ResNet §4.2: 4 pixels padded on each side, a random 32x32 crop, horizontal flips
     alexnet  AlexNet §2 and §4.1: the shorter side scaled to 256 and the centre 256x256 kept,
              random 224x224 crops with horizontal flips, PCA colour noise (sigma 0.1)
@@ -38,12 +40,21 @@ from cnnzoo_data.distortions import LeNetDistortion
 from cnnzoo_data.evaluation import TEST_CROPS, TestCrops, evaluation_geometry
 
 Augmentation = Literal[
-    "none", "lenet", "lenet_distorted", "cifar", "alexnet", "vgg", "resnet", "inception"
+    "none",
+    "lenet",
+    "lenet_distorted",
+    "capsnet",
+    "cifar",
+    "alexnet",
+    "vgg",
+    "resnet",
+    "inception",
 ]
 AUGMENTATIONS: tuple[str, ...] = (
     "none",
     "lenet",
     "lenet_distorted",
+    "capsnet",
     "cifar",
     "alexnet",
     "vgg",
@@ -66,6 +77,10 @@ INCEPTION_ASPECT = (3 / 4, 4 / 3)
 # foreground (black) corresponds to 1.175", i.e. x * 1.275 - 0.1 for x in [0, 1].
 LENET_MEAN = (0.1 / 1.275,)
 LENET_STD = (1 / 1.275,)
+# CapsNet §5: "trained on 28 × 28 MNIST images that have been shifted by up to 2 pixels in
+# each direction with zero padding", as pixel intensities (the reconstruction's targets).
+CAPSNET_SHIFT = 2
+UNNORMALISED = ((0.0,), (1.0,))
 
 
 class StackCrops(nn.Module):
@@ -135,6 +150,12 @@ def build_transform(
         if augmentation == "lenet_distorted" and train:
             return ImageTransform(v2.Compose([*steps, v2.ToImage(), LeNetDistortion()]), True)
         return ImageTransform(_tensor(steps), random=False)
+    if augmentation == "capsnet":
+        steps = [v2.CenterCrop(28)] + ([v2.Resize(image_size)] if image_size != 28 else [])
+        if train:
+            shift = round(CAPSNET_SHIFT * image_size / 28)
+            steps += [v2.RandomCrop(image_size, padding=shift)]
+        return ImageTransform(_tensor(steps), random=train)
     if augmentation == "cifar":
         # CIFAR's 32x32 images at 32 pass through unchanged; any other image is brought to
         # image_size x image_size first (the shorter side, then the centre).
@@ -168,5 +189,10 @@ def build_transform(
 
 
 def normalization(augmentation: Augmentation, mean, std) -> tuple[tuple, tuple]:
-    """The mean and std an augmentation normalises with: LeNet-5 has its own."""
-    return (LENET_MEAN, LENET_STD) if augmentation in LENET else (tuple(mean), tuple(std))
+    """The mean and std an augmentation normalises with: LeNet-5 has its own, and CapsNet
+    takes pixel intensities as they are."""
+    if augmentation in LENET:
+        return LENET_MEAN, LENET_STD
+    if augmentation == "capsnet":
+        return UNNORMALISED
+    return tuple(mean), tuple(std)

@@ -1,4 +1,5 @@
-"""ResNet (He et al. 2015) and pre-activation ResNet (He et al. 2016) for cnnzoo.
+"""ResNet (He et al. 2015), pre-activation ResNet (He et al. 2016) and Resnet in Resnet
+(Targ et al. 2016) for cnnzoo.
 
 The building blocks are public so that other families can stand on them: SE-ResNet, for one,
 subclasses `Bottleneck` and builds `ResNet(SEBottleneck, (3, 4, 6, 3))`.
@@ -57,6 +58,7 @@ from cnnzoo_resnet.resnet import (
     from_torchvision_state_dict,
     make_shortcut,
 )
+from cnnzoo_resnet.rir import ResnetInit, ResnetInResnet, RiRBlock, rir_cifar10
 
 __all__ = [
     "TABLE_1",
@@ -69,6 +71,9 @@ __all__ = [
     "PreActResNet",
     "Projection",
     "ResNet",
+    "ResnetInResnet",
+    "ResnetInit",
+    "RiRBlock",
     "ZeroPadIdentity",
     "from_torchvision_state_dict",
     "make_shortcut",
@@ -104,4 +109,5 @@ __all__ = [
     "resnet152",
     "resnet152_v1_5",
     "resnet1202",
+    "rir_cifar10",
 ]
