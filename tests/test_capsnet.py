@@ -11,6 +11,9 @@ from cnnzoo.complexity import count_params
 from cnnzoo_capsnet import CapsNet, dynamic_routing, margin_loss, squash
 from cnnzoo_capsnet.capsnet import RECONSTRUCTION_WEIGHT
 from cnnzoo_data.transforms import build_transform, normalization
+from cnnzoo_explain import capsules as capsules_view
+from cnnzoo_explain.cli import main as explain
+from cnnzoo_explain.images import DatasetImages, recipe_augmentation
 from torchvision.datasets import MNIST
 
 # §4-5: Conv1 (256 9x9 kernels), PrimaryCaps (256 -> 32 x 8 maps, 9x9), DigitCaps (an 8x16 W_ij
@@ -143,7 +146,7 @@ def test_training_loss_adds_the_reconstruction_from_the_true_class_only(capsnet,
 def test_training_scores_without_their_poses_are_refused(capsnet):
     capsnet.train()
     try:
-        with pytest.raises(RuntimeError, match="without --model.compile"):
+        with pytest.raises(RuntimeError, match=r"without --model\.compile"):
             capsnet.criterion(torch.rand(2, 10), torch.tensor([1, 2]))
     finally:
         capsnet.eval()
@@ -155,9 +158,11 @@ def test_reconstruction_at_test_time_uses_the_longest_capsule(capsnet):
     poses = torch.zeros(1, 10, 16)
     poses[0, 7, 0] = 0.9
     poses[0, 2, :] = 0.1  # shorter (0.4): masked out
-    expected = capsnet.decoder.layers(torch.zeros(1, 160).index_put_(
-        (torch.tensor([0]), torch.tensor([7 * 16])), torch.tensor(0.9)
-    ))
+    expected = capsnet.decoder.layers(
+        torch.zeros(1, 160).index_put_(
+            (torch.tensor([0]), torch.tensor([7 * 16])), torch.tensor(0.9)
+        )
+    )
     assert torch.allclose(capsnet.reconstruct(poses).flatten(1), expected)
 
 
@@ -201,3 +206,43 @@ def test_the_capsnet_augmentation_shifts_by_up_to_2_pixels_and_keeps_intensities
     test = build_transform("capsnet", train=False, image_size=28)
     assert torch.equal(test.geometry(digit), digit)
     assert normalization("capsnet", (0.1307,), (0.3081,)) == ((0.0,), (1.0,))
+
+
+def test_perturbing_a_capsule_dimension_changes_only_that_row_of_fig_4(capsnet, digits):
+    image = digits[0][0]
+    predicted, tweaked = capsules_view.perturbations(capsnet, image)
+    assert tweaked.shape == (16, 11, 1, 28, 28)
+    with torch.no_grad():
+        poses = capsnet.capsules(image[None])
+        untouched = capsnet.reconstruct(poses, torch.tensor([predicted]))[0]
+    assert predicted == int(poses.norm(dim=-1).argmax())
+    # the middle column tweaks by 0: every row gives the untouched reconstruction there
+    assert torch.allclose(tweaked[:, 5], untouched.expand(16, 1, 28, 28), atol=1e-6)
+    assert not torch.allclose(tweaked[3, 0], tweaked[3, 10])
+
+
+def test_the_capsules_view_shows_unnormalised_digits_and_their_reconstructions(
+    mnist_root, tmp_path, capsys
+):
+    argv = ["capsules", "--model", "capsnet", "--data-root", str(mnist_root)]
+    assert explain([*argv, "--image", "mnist:test:0-3", "--out", str(tmp_path)]) == 0
+    written = sorted(path.name for path in tmp_path.glob("*.png"))
+    assert written == [
+        "capsules_dimensions_0_mnist_test_0.png",
+        "capsules_dimensions_1_mnist_test_1.png",
+        "capsules_reconstructions.png",
+    ]
+    # the model's recipe prepares its images: 28x28 pixel intensities, not LeNet's field
+    session_data = DatasetImages("mnist", str(mnist_root), 28, "capsnet")
+    assert session_data.mean == (0.0,) and session_data.std == (1.0,)
+    assert recipe_augmentation(cnnzoo.model_card("capsnet"), "mnist") == "capsnet"
+    assert recipe_augmentation(cnnzoo.model_card("lenet5"), "mnist") is None
+    assert recipe_augmentation(cnnzoo.model_card("capsnet"), "cifar10") is None
+
+
+@pytest.mark.bad_input
+def test_the_capsules_view_refuses_a_network_without_capsules(tmp_path, capsys):
+    assert explain(["capsules", "--model", "lenet5", "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "lenet5 has no digit capsules" in error and "--model capsnet" in error
+    assert list(tmp_path.glob("*.png")) == []

@@ -402,7 +402,8 @@ EXCLUDED_FROM_TIMMS_BACKWARD_TESTS = {
 
 NO_GLOBAL_POOL = (
     "its classifier takes a map of a fixed size (LeNet-5's F6, AlexNet's, ZFNet's and VGG's "
-    "fc6 and fc7) or comes before the pooling (NIN's last mlpconv gives one map per class): "
+    "fc6 and fc7, the RTS CNN's classifier, CapsNet's DigitCaps over the 6x6 grid of primary "
+    "capsules) or comes before the pooling (NIN's last mlpconv gives one map per class): "
     "after the head there is no unpooled map for reset_classifier(0, '') to give, as for "
     "timm's own VGG and the other nets of its EARLY_POOL_MODELS"
 )
@@ -411,10 +412,13 @@ EXCLUDED_FROM_TIMMS_DEFAULT_CFGS_TEST = {
     for name in (
         "alexnet",
         "alexnet_owt",
+        "capsnet",
+        "cnn_mnist_rts",
         "lenet5",
         "lenet5_relu",
         "nin_cifar10",
         "nin_imagenet",
+        "st_cnn_aff_mnist_rts",
         "vgg11",
         "vgg11_bn",
         "vgg11_lrn",

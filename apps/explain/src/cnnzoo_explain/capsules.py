@@ -16,7 +16,7 @@ from cnnzoo_explain.errors import NoCapsulesError
 from cnnzoo_explain.figures import as_image, plt, save
 
 # §5.1: "tweak one of the dimensions by intervals of 0.05 in the range [−0.25, 0.25]".
-TWEAKS = torch.linspace(-0.25, 0.25, 11)
+TWEAKS = torch.arange(-5, 6) * 0.05
 
 
 def check_capsules(model: ClassifierNet) -> None:
@@ -81,5 +81,5 @@ def save_perturbations(images: torch.Tensor, path: str, title: str):
                 axis.set_ylabel(str(dim), fontsize=6, rotation=0, labelpad=8)
             if dim == dims - 1:
                 axis.set_xlabel(f"{float(TWEAKS[column]):+.2f}", fontsize=5)
-    figure.suptitle(title, fontsize=8)
+    figure.suptitle(title, fontsize=8, y=0.91)
     return save(figure, path)

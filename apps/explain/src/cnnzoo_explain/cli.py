@@ -6,6 +6,8 @@
     retrieval  AlexNet §6.1, Fig. 4: nearest training images in the last hidden layer
     gradcam    Selvaraju et al. 2017: the class-weighted map of a layer
     transformer  Jaderberg et al. 2015, Fig. 3: a spatial transformer's inputs and outputs
+    capsules   Sabour et al. 2017, Figs. 3-4: reconstructions from the digit capsules, and
+               what each capsule dimension encodes
 
     cnnzoo explain occlusion --checkpoint runs/lenet5/checkpoints/last.ckpt \\
         --dataset mnist --data-root ../shared/data/mnist --image mnist:test:0
@@ -23,7 +25,15 @@ import torch
 from cnnzoo import CnnzooError, model_card
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from cnnzoo_explain import deconvnet, filters, gradcam, occlusion, retrieval, transformer
+from cnnzoo_explain import (
+    capsules,
+    deconvnet,
+    filters,
+    gradcam,
+    occlusion,
+    retrieval,
+    transformer,
+)
 from cnnzoo_explain.images import (
     DATASETS,
     DatasetImages,
@@ -31,11 +41,12 @@ from cnnzoo_explain.images import (
     Preprocessing,
     dataset_of,
     load_images,
+    recipe_augmentation,
 )
 from cnnzoo_explain.layers import default_layer, find_layer
 from cnnzoo_explain.loading import input_size, load_checkpoint
 
-VIEWS = ("deconvnet", "occlusion", "filters", "retrieval", "gradcam", "transformer")
+VIEWS = ("deconvnet", "occlusion", "filters", "retrieval", "gradcam", "transformer", "capsules")
 # The views that scan a dataset, and the dataset they pick for a model's channels.
 DEFAULT_DATASET = {1: "mnist", 3: "cifar10"}
 
@@ -103,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="distorted MNIST for mnist:<split>:<indices> images: r, rts, p or e (default: "
         "the one the model's card names; none for the plain digits)",
     )
+
+    view("capsules", "Sabour et al. Figs. 3-4: reconstructions and capsule dimensions")
     return parser
 
 
@@ -124,7 +137,13 @@ class Session:
         if dataset is None and needs_dataset:
             in_chans = model.in_chans if model is not None else card.input_size[0]
             dataset = DEFAULT_DATASET.get(in_chans, "cifar10")
-        self.data = DatasetImages(dataset, args.data_root, self.image_size) if dataset else None
+        # The images as the model's recipe prepared them (CapsNet: unnormalised 28x28 digits).
+        augmentation = recipe_augmentation(card, dataset) if dataset else None
+        self.data = (
+            DatasetImages(dataset, args.data_root, self.image_size, augmentation)
+            if dataset
+            else None
+        )
         if model is None:
             from cnnzoo import create_model
 
@@ -315,6 +334,27 @@ def run_transformer(session: Session) -> list[Path]:
     return [path]
 
 
+def run_capsules(session: Session) -> list[Path]:
+    model = session.model
+    capsules.check_capsules(model)
+    batch = session.images(default=f"{session.data.name}:test:0-7" if session.data else "")
+    predicted, images = capsules.reconstructions(model, batch.inputs)
+    path = session.out / "capsules_reconstructions.png"
+    predicted_names = [session.class_name(int(c)) for c in predicted]
+    title = session.title("inputs, and the decoder's images from their longest capsule")
+    capsules.save_reconstructions(
+        batch.pixels, images, batch.names, predicted_names, str(path), title
+    )
+    written = [path]
+    for index, name in enumerate(batch.names[:2]):  # Fig. 4, for the first two images
+        predicted_class, tweaked = capsules.perturbations(model, batch.inputs[index])
+        path = session.out / f"capsules_dimensions_{index}_{_slug(name)}.png"
+        what = f"{name}: each dimension of its {session.class_name(predicted_class)} capsule"
+        capsules.save_perturbations(tweaked, str(path), session.title(f"{what}, tweaked"))
+        written.append(path)
+    return written
+
+
 RUNNERS = {
     "deconvnet": run_deconvnet,
     "occlusion": run_occlusion,
@@ -322,6 +362,7 @@ RUNNERS = {
     "retrieval": run_retrieval,
     "gradcam": run_gradcam,
     "transformer": run_transformer,
+    "capsules": run_capsules,
 }
 NEEDS_DATASET = {"deconvnet", "retrieval"}
 

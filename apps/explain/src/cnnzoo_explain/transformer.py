@@ -108,6 +108,10 @@ def save_figure(result: Transformed, names: list[str], path: str, title: str) ->
         outline = corners[col].tolist() + corners[col][:1].tolist()
         xs, ys = zip(*outline, strict=True)
         axes[0, col].plot(xs, ys, color="lime", linewidth=1)
+        # The image's own extent: an outline reaching outside it is cut at its border.
+        height, width = result.inputs.shape[-2:]
+        axes[0, col].set_xlim(-0.5, width - 0.5)
+        axes[0, col].set_ylim(height - 0.5, -0.5)
         axes[0, col].set_title(names[col], fontsize=6)
         axes[1, col].imshow(as_image(outputs[col]), cmap="gray", vmin=0, vmax=1)
     axes[0, 0].text(

@@ -161,8 +161,7 @@ class CapsNet(ClassifierNet):
                 "MNIST",
                 top1=0.25,
                 evaluation="single view, 28x28",
-                source="Table 1: CapsNet, 3 routing iterations, with reconstruction "
-                "(0.25 ± 0.005)",
+                source="Table 1: CapsNet, 3 routing iterations, with reconstruction (0.25 ± 0.005)",
             ),
         ),
         recipe="capsnet_mnist",

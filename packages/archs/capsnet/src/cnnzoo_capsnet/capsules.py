@@ -82,7 +82,11 @@ class DigitCaps(nn.Module):
     DigitCaps only, 3 iterations. No biases."""
 
     def __init__(
-        self, in_capsules: int = 1152, in_dims: int = 8, capsules: int = 10, dims: int = 16,
+        self,
+        in_capsules: int = 1152,
+        in_dims: int = 8,
+        capsules: int = 10,
+        dims: int = 16,
         iterations: int = 3,
     ) -> None:
         super().__init__()
