@@ -270,7 +270,7 @@ def test_cifar_tree_with_the_wrong_classes_is_refused(tmp_path, cifar_archive):
 def test_build_transform_refuses_unknown_names_and_ten_crops_of_whole_images():
     with pytest.raises(
         ValueError,
-        match=r"unknown augmentation 'autoaugment'.*none, lenet, lenet_distorted, cifar, alexnet",
+        match=r"unknown augmentation 'autoaugment'.*none, lenet, lenet_distorted, capsnet, cifar",
     ):
         build_transform("autoaugment", train=True, image_size=224)
     for whole_images in ("cifar", "lenet"):

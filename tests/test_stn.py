@@ -119,7 +119,7 @@ def test_any_registered_classifier_takes_a_transformer_in_front():
     transformer; the names of the stages and the classifier are prefixed."""
     torch.manual_seed(0)
     model = spatial_transformer("lenet5", num_classes=10)
-    assert isinstance(model, SpatialTransformerNet) and model.name == "st_lenet5"
+    assert isinstance(model, SpatialTransformerNet) and model.name == "st/lenet5"
     assert model.card.input_size == (1, 32, 32) and model.card.published_errors == ()
     assert model.classifier_name == "classifier.output"
     assert [i.module for i in model.feature_info][:2] == ["transformer", "classifier.features.c1"]
@@ -134,6 +134,30 @@ def test_any_registered_classifier_takes_a_transformer_in_front():
     assert not torch.allclose(model.criterion(logits, target), F.cross_entropy(logits, target))
     model.reset_classifier(4)
     assert model(images).shape == (2, 4) and model.num_classes == 4
+
+
+def test_the_st_namespace_puts_a_transformer_before_every_model_of_the_zoo(
+    make_trainer, make_digits, tmp_path
+):
+    assert cnnzoo.list_models("st/*") == [f"st/{name}" for name in cnnzoo.list_models()]
+    model = create_model("st/lenet5_relu", num_classes=7)
+    assert isinstance(model, SpatialTransformerNet) and model.name == "st/lenet5_relu"
+    assert type(model.classifier).__name__ == "LeNet5ReLU" and model.num_classes == 7
+    card = cnnzoo.model_card("st/lenet5_relu")
+    assert card.paper == cnnzoo.model_card("lenet5_relu").paper and card.published_errors == ()
+    # The trainer takes it by name, and a checkpoint brings it back by that name.
+    classifier = cnnzoo.ImageClassifier(arch="st/lenet5_relu", num_classes=10, in_chans=1)
+    trainer = make_trainer(max_steps=2, default_root_dir=str(tmp_path))
+    trainer.fit(classifier, datamodule=make_digits(image_size=32))
+    trainer.save_checkpoint(tmp_path / "st.ckpt")
+    restored = cnnzoo.ImageClassifier.from_checkpoint(tmp_path / "st.ckpt").model
+    assert restored.name == "st/lenet5_relu"
+    assert torch.equal(
+        restored.transformer.localisation.regression.bias,
+        classifier.model.transformer.localisation.regression.bias,
+    )
+    with pytest.raises(cnnzoo.ModelNotFoundError, match="Did you mean: st/lenet5"):
+        create_model("st/lenet6")
 
 
 @pytest.mark.bad_input

@@ -211,7 +211,7 @@ def test_an_unknown_timm_name_suggests_timms_close_names(lookup):
         lookup("timm/cnnzoo_resnet20")  # ours, registered in timm: not one of timm's
     with pytest.raises(ModelNotFoundError) as info:
         lookup("tim/resnet18")
-    assert "No namespace 'tim/' is installed (installed: timm/)" in str(info.value)
+    assert "No namespace 'tim/' is installed (installed: st/, timm/)" in str(info.value)
     assert "Did you mean: resnet18" in str(info.value)
 
 

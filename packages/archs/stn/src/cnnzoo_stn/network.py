@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from cnnzoo import ClassifierNet, FeatureInfo, create_model
+from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, create_model
 from torch import nn
 
 from cnnzoo_stn.transformer import AffineLocalisation, SpatialTransformer
@@ -67,7 +67,8 @@ def spatial_transformer(
 
     The localisation net is the ST-CNN's of Appendix A, which takes any input of 28x28 and
     up. The result carries the classifier's card, less its published figures (they are the
-    classifier's alone), and the name `st_<classifier>`.
+    classifier's alone), and the name `st/<classifier>`, as the registry's `st/` namespace
+    builds it (`cnnzoo.create_model("st/lenet5_relu")`).
 
         model = spatial_transformer("lenet5_relu")   # V at 32x32, then LeNet-5
     """
@@ -80,18 +81,24 @@ def spatial_transformer(
         )
     transformer = SpatialTransformer(AffineLocalisation(classifier.in_chans), output_size)
     model = SpatialTransformerNet(transformer, classifier)
-    model.name = f"st_{classifier.name or type(classifier).__name__}"
+    model.name = f"st/{classifier.name or type(classifier).__name__}"
     if classifier.card is not None:
-        model.card = replace(
-            classifier.card,
-            published_params=None,
-            params_source="",
-            published_macs=None,
-            macs_source="",
-            published_errors=(),
-            recipe=None,
-            weights=(),
-            notes=f"{classifier.name} with an affine spatial transformer in front "
-            "(Jaderberg et al. 2015); the figures of its card are the classifier's alone.",
-        )
+        model.card = transformed_card(classifier.name, classifier.card)
     return model
+
+
+def transformed_card(name: str, card: ModelCard) -> ModelCard:
+    """The card of `name` with a spatial transformer in front: the classifier's paper and
+    input size, less its published figures, which are the classifier's alone."""
+    return replace(
+        card,
+        published_params=None,
+        params_source="",
+        published_macs=None,
+        macs_source="",
+        published_errors=(),
+        recipe=None,
+        weights=(),
+        notes=f"{name} with an affine spatial transformer in front (Jaderberg et al. 2015); "
+        "the figures of its card are the classifier's alone.",
+    )
