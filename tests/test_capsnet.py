@@ -13,7 +13,7 @@ from cnnzoo_capsnet.capsnet import RECONSTRUCTION_WEIGHT
 from cnnzoo_data.transforms import build_transform, normalization
 from cnnzoo_explain import capsules as capsules_view
 from cnnzoo_explain.cli import main as explain
-from cnnzoo_explain.images import DatasetImages, recipe_augmentation
+from cnnzoo_explain.images import DatasetImages, recipe_images
 from torchvision.datasets import MNIST
 
 # §4-5: Conv1 (256 9x9 kernels), PrimaryCaps (256 -> 32 x 8 maps, 9x9), DigitCaps (an 8x16 W_ij
@@ -233,11 +233,14 @@ def test_the_capsules_view_shows_unnormalised_digits_and_their_reconstructions(
         "capsules_reconstructions.png",
     ]
     # the model's recipe prepares its images: 28x28 pixel intensities, not LeNet's field
-    session_data = DatasetImages("mnist", str(mnist_root), 28, "capsnet")
+    session_data = DatasetImages("mnist", str(mnist_root), 28, augmentation="capsnet")
     assert session_data.mean == (0.0,) and session_data.std == (1.0,)
-    assert recipe_augmentation(cnnzoo.model_card("capsnet"), "mnist") == "capsnet"
-    assert recipe_augmentation(cnnzoo.model_card("lenet5"), "mnist") is None
-    assert recipe_augmentation(cnnzoo.model_card("capsnet"), "cifar10") is None
+    assert recipe_images(cnnzoo.model_card("capsnet"), "mnist") == {"augmentation": "capsnet"}
+    assert recipe_images(cnnzoo.model_card("lenet5"), "mnist") == {}
+    assert recipe_images(cnnzoo.model_card("capsnet"), "cifar10") == {}
+    assert recipe_images(cnnzoo.model_card("st_cnn_aff_mnist_rts"), "mnist") == {
+        "distortion": "rts"
+    }
 
 
 @pytest.mark.bad_input

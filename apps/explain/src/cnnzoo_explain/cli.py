@@ -41,7 +41,7 @@ from cnnzoo_explain.images import (
     Preprocessing,
     dataset_of,
     load_images,
-    recipe_augmentation,
+    recipe_images,
 )
 from cnnzoo_explain.layers import default_layer, find_layer
 from cnnzoo_explain.loading import input_size, load_checkpoint
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     spatial.add_argument(
         "--distortion",
         help="distorted MNIST for mnist:<split>:<indices> images: r, rts, p or e (default: "
-        "the one the model's card names; none for the plain digits)",
+        "the one the model's recipe trains on; none for the plain digits)",
     )
 
     view("capsules", "Sabour et al. Figs. 3-4: reconstructions and capsule dimensions")
@@ -138,9 +138,8 @@ class Session:
             in_chans = model.in_chans if model is not None else card.input_size[0]
             dataset = DEFAULT_DATASET.get(in_chans, "cifar10")
         # The images as the model's recipe prepared them (CapsNet: unnormalised 28x28 digits).
-        augmentation = recipe_augmentation(card, dataset) if dataset else None
         self.data = (
-            DatasetImages(dataset, args.data_root, self.image_size, augmentation)
+            DatasetImages(dataset, args.data_root, self.image_size, **recipe_images(card, dataset))
             if dataset
             else None
         )
@@ -316,10 +315,9 @@ def run_gradcam(session: Session) -> list[Path]:
 def run_transformer(session: Session) -> list[Path]:
     args, model = session.args, session.model
     module = transformer.find_transformer(model, session.name)
-    card = getattr(model, "card", None)
-    distortion = args.distortion or (card.extra.get("distortion") if card else None)
+    distortion = args.distortion or recipe_images(model.card, "mnist").get("distortion")
     if distortion and distortion != "none":
-        data = transformer.DistortedMNISTImages(distortion, args.data_root, session.image_size)
+        data = DatasetImages("mnist", args.data_root, session.image_size, distortion=distortion)
         preprocessing = Preprocessing(model.in_chans, session.image_size, data)
         specs = args.image or ["mnist:test:0-9"]
         batch = load_images(specs, preprocessing, data)

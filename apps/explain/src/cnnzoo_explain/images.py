@@ -100,36 +100,41 @@ class ImageBatch:
     names: list[str]
 
 
-def recipe_augmentation(card: ModelCard | None, dataset: str) -> str | None:
-    """The augmentation the model's recipe trains with, where that recipe reads `dataset`:
-    a CapsNet sees MNIST's 28x28 digits unnormalised, LeNet-5 in its 32x32 field."""
+# The data module's options that decide how a model saw its images: they are read from the
+# model's recipe (CapsNet's unnormalised digits, the ST-CNN's RTS digits).
+IMAGE_OPTIONS = ("augmentation", "distortion")
+
+
+def recipe_images(card: ModelCard | None, dataset: str) -> dict[str, str]:
+    """The image options (`IMAGE_OPTIONS`) of the model's recipe, where that recipe reads
+    `dataset`: a CapsNet sees MNIST's 28x28 digits unnormalised, LeNet-5 in its 32x32 field,
+    the RTS ST-CNN its 42x42 distorted digits. Empty: the dataset's own."""
     if card is None or not card.recipe or dataset not in DATASETS:
-        return None
+        return {}
     try:
         data_class, arguments = recipe_data(card.recipe)
     except CnnzooError:  # a card whose recipe is not installed: the dataset's own
-        return None
-    return arguments.get("augmentation") if data_class == DATASETS[dataset].__name__ else None
+        return {}
+    if data_class != DATASETS[dataset].__name__:
+        return {}
+    return {key: arguments[key] for key in IMAGE_OPTIONS if arguments.get(key) is not None}
 
 
 class DatasetImages:
     """A dataset loaded by its cnnzoo data module, at the model's input size."""
 
-    def __init__(
-        self, name: str, root: str | None, image_size: int, augmentation: str | None = None
-    ) -> None:
-        """`augmentation`: the one the model trained with, whose evaluation geometry and
-        normalisation the images get (default: the dataset's own)."""
+    def __init__(self, name: str, root: str | None, image_size: int, **options: str) -> None:
+        """`options`: the data module's image options the model trained with
+        (`recipe_images`), whose evaluation geometry and normalisation the images get
+        (default: the dataset's own)."""
         if name not in DATASETS:
             raise ImageSourceError(
                 f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}."
             )
         module = DATASETS[name]
         kwargs = {"root": root} if root is not None and name != "digits" else {}
-        if augmentation is not None:
-            kwargs["augmentation"] = augmentation
         self.name = name
-        self.datamodule = module(image_size=image_size, num_workers=0, **kwargs)
+        self.datamodule = module(image_size=image_size, num_workers=0, **kwargs, **options)
         self.splits = self.datamodule.load()  # raises DatasetError, saying what to do
         self.classes = list(self.datamodule.classes)
         self.in_chans = self.datamodule.in_chans

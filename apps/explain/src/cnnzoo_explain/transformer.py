@@ -16,11 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from cnnzoo import CnnzooError
-from cnnzoo_data import MNISTDataModule
-from cnnzoo_data.transforms import build_transform
 from torch import nn
-
-from cnnzoo_explain.images import DatasetImages
 
 
 class NoSpatialTransformerError(CnnzooError, ValueError):
@@ -114,46 +110,17 @@ def save_figure(result: Transformed, names: list[str], path: str, title: str) ->
         axes[0, col].set_ylim(height - 0.5, -0.5)
         axes[0, col].set_title(names[col], fontsize=6)
         axes[1, col].imshow(as_image(outputs[col]), cmap="gray", vmin=0, vmax=1)
-    axes[0, 0].text(
-        -0.1,
-        0.5,
-        "input U",
-        transform=axes[0, 0].transAxes,
-        rotation=90,
-        ha="right",
-        va="center",
-        fontsize=7,
-    )
-    axes[1, 0].text(
-        -0.1,
-        0.5,
-        "output V",
-        transform=axes[1, 0].transAxes,
-        rotation=90,
-        ha="right",
-        va="center",
-        fontsize=7,
-    )
+    for row, label in enumerate(("input U", "output V")):
+        axes[row, 0].text(
+            -0.1,
+            0.5,
+            label,
+            transform=axes[row, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
     for axis in axes.flat:
         axis.set_axis_off()
     save(figure, path)
-
-
-class DistortedMNISTImages(DatasetImages):
-    """Distorted MNIST (Jaderberg et al. 2015, §4.1), by its data module, for `--image
-    mnist:test:0-7`: the digits as the ST-CNN saw them."""
-
-    def __init__(self, distortion: str, root: str | None, image_size: int) -> None:
-        kwargs = {"root": root} if root is not None else {}
-        self.name = "mnist"
-        self.datamodule = MNISTDataModule(
-            distortion=distortion, image_size=image_size, num_workers=0, **kwargs
-        )
-        self.splits = self.datamodule.load()  # raises DatasetError, saying what to do
-        self.classes = list(self.datamodule.classes)
-        self.in_chans = self.datamodule.in_chans
-        self.geometry = build_transform(
-            self.datamodule.augmentation, train=False, image_size=image_size
-        ).geometry
-        self.mean = tuple(self.datamodule.normalize.mean.flatten().tolist())
-        self.std = tuple(self.datamodule.normalize.std.flatten().tolist())

@@ -30,7 +30,7 @@ GoogLeNet's 144 crops and VGG's dense and multi-scale evaluation are in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -50,17 +50,7 @@ Augmentation = Literal[
     "resnet",
     "inception",
 ]
-AUGMENTATIONS: tuple[str, ...] = (
-    "none",
-    "lenet",
-    "lenet_distorted",
-    "capsnet",
-    "cifar",
-    "alexnet",
-    "vgg",
-    "resnet",
-    "inception",
-)
+AUGMENTATIONS: tuple[str, ...] = get_args(Augmentation)
 # LeNet-5's digits in their 32x32 field, with and without the distortions of §III.C.
 LENET: tuple[str, ...] = ("lenet", "lenet_distorted")
 # The augmentations that add AlexNet's PCA colour noise to each training batch ("the colour

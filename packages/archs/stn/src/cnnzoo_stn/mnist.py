@@ -106,7 +106,6 @@ LOCALISATION_PARAMS = 520 + 10_020 + 6_420 + 126
         published_errors=(CNN_RTS,),
         recipe="cnn_mnist_rts",
         fixed_input_size=True,
-        extra={"distortion": "rts"},
         notes="The baseline CNN of Table 1 on the RTS digits. " + NOT_CONFIRMED,
     )
 )
@@ -129,7 +128,6 @@ def cnn_mnist_rts(num_classes: int = 10, in_chans: int = 1) -> DistortedMNISTCNN
         published_errors=(ST_CNN_AFF_RTS,),
         recipe="st_cnn_aff_mnist_rts",
         fixed_input_size=True,
-        extra={"distortion": "rts"},
         notes="The ST-CNN Aff of Table 1 on the RTS digits: an affine spatial transformer "
         "(bilinear sampling, V at 42x42, starting at the identity) before the CNN. "
         + NOT_CONFIRMED,
