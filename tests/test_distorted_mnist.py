@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cnnzoo.errors import DatasetError
 from cnnzoo_data import MNISTDataModule
 from cnnzoo_data.distorted_mnist import (
     IMAGE_SIZE,
@@ -168,3 +169,43 @@ def test_an_unknown_distortion_is_refused_with_the_names_there_are():
         distort_digits(torch.zeros(2, 1, 32, 32, dtype=torch.uint8), "r", "test")
     with pytest.raises(DistortionError, match="splits"):
         distort_digits(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "r", "val")
+
+
+def test_training_digits_are_distorted_afresh_each_epoch(digits, tmp_path):
+    """Training draws each digit's distortion anew per epoch, reproducibly for the epoch, from
+    the plain digits the held-out validation left; validation and test digits stay fixed."""
+    images, labels = digits
+    _write_idx(tmp_path, images[:, 0], labels, "train")
+    _write_idx(tmp_path, images[:8, 0], labels[:8], "t10k")
+
+    def training_digits(epoch: int) -> dict[int, torch.Tensor]:
+        data = MNISTDataModule(
+            root=str(tmp_path), distortion="rts", num_workers=0, val_fraction=0.25
+        )
+        data.setup()
+        data.train_set.epoch = epoch
+        base = data.train_set.base
+        return {base.indices[k]: data.train_set[k][0] for k in range(len(base))}, data
+
+    first, data = training_digits(0)
+    again, _ = training_digits(0)
+    second, _ = training_digits(1)
+    assert len(first) == 12 and all(image.shape == (1, 42, 42) for image in first.values())
+    assert all(torch.equal(first[i], again[i]) for i in first)
+    assert sum(not torch.equal(first[i], second[i]) for i in first) == 12
+    # every training digit is its own plain digit, placed whole in the 42x42 image
+    for i, image in first.items():
+        ink = images[i].float().sum()
+        assert 0.5 < image.float().sum() / ink < 1.6  # scaled by 0.7-1.2: ink by s^2
+    # the held-out digits are distorted once, as their index seeds them
+    held_out = data.val_set.base.indices
+    assert sorted(held_out) == [i for i in range(16) if i not in first]
+    val_images = torch.stack([data.val_set[k][0] for k in range(len(held_out))])
+    expected = distort_digits(images[held_out], "rts", "train", held_out)
+    torch.testing.assert_close(val_images.as_subclass(torch.Tensor), expected)
+
+
+@pytest.mark.bad_input
+def test_fresh_distortions_are_refused_on_the_device_path():
+    with pytest.raises(DatasetError, match="distorted afresh each epoch"):
+        MNISTDataModule(distortion="rts", on_device=True)

@@ -17,11 +17,13 @@ right and its `forward_features` traces.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from cnnzoo import ClassifierNet, CnnzooError, ImageClassifier, create_model
-from cnnzoo.features import TracedClassifier, graph_module, trunk
+from cnnzoo.features import TracedClassifier, graph_module, trace, trunk
 from torch import fx, nn
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
@@ -29,6 +31,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 # FPN's pyramid levels (FPN §3: P2-P5 on conv2_x-conv5_x, strides 4 to 32).
 FPN_STRIDES = (4, 8, 16, 32)
 FPN_CHANNELS = 256  # "d = 256 in all the feature maps" (FPN §3)
+Stages = TypeVar("Stages")
 
 
 class BackboneError(CnnzooError, ValueError):
@@ -119,6 +122,35 @@ def load_classifier(
             f"reads {in_chans}-channel (RGB) images. Train the classifier on RGB images."
         )
     return model
+
+
+def cut_classifier(
+    arch: str,
+    checkpoint: str | Path | None,
+    frozen_bn: bool | None,
+    trainable_stages: int | None,
+    choose_stages: Callable[[ClassifierNet], Stages],
+) -> tuple[TracedClassifier, Stages]:
+    """A registered classifier made ready to cut: loaded (`load_classifier`), its BatchNorm
+    frozen, the stages a detector needs chosen from its feature_info (`choose_stages`,
+    before tracing: a network that cannot serve fails on its strides, which says more than
+    a failed trace), traced, and its early stages fixed.
+
+    `frozen_bn` and `trainable_stages` default as torchvision's do: with backbone weights
+    (a checkpoint), frozen BatchNorm and the last 3 stages trainable, as the papers
+    fine-tune ImageNet models; from random weights, BatchNorm as it is and every stage
+    trainable."""
+    pretrained = checkpoint is not None
+    classifier = load_classifier(arch, checkpoint)
+    if pretrained if frozen_bn is None else frozen_bn:
+        freeze_batchnorm(classifier)
+    stages = choose_stages(classifier)
+    traced = trace(classifier)
+    count = len(traced.feature_info)
+    if trainable_stages is None:
+        trainable_stages = min(3, count) if pretrained else count
+    freeze_stages(traced, trainable_stages)
+    return traced, stages
 
 
 class Backbone(nn.Module):

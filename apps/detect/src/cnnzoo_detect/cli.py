@@ -2,6 +2,8 @@
 
 cnnzoo-detect fit --model.backbone resnet50 --model.neck fpn \\
     --data CocoDataModule --data.root /coco
+cnnzoo-detect fit --model.backbone alexnet --model.method rcnn --data.root /coco
+cnnzoo-detect fit --model.backbone vgg16 --model.method fast_rcnn --data.root /coco
 cnnzoo-detect fit --model.backbone vgg16 --model.neck single \\
     --model.backbone_checkpoint runs/vgg16/checkpoints/last.ckpt \\
     --data VocDataModule --data.root /voc --data.min_size 600 --data.max_size 1000
@@ -18,7 +20,7 @@ from jsonargparse import Namespace
 
 from cnnzoo_detect.callbacks import DetectionWriter
 from cnnzoo_detect.data import DetectionDataModule
-from cnnzoo_detect.module import MONITOR, Detector
+from cnnzoo_detect.module import MONITOR, PROPOSAL_METHODS, Detector
 
 
 class DetectCLI(RunCLI):
@@ -35,6 +37,12 @@ class DetectCLI(RunCLI):
 
     def add_run_arguments(self, parser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        # R-CNN and Fast R-CNN classify selective search's proposals; Faster R-CNN makes its own.
+        parser.link_arguments(
+            "model.method",
+            "data.init_args.proposals",
+            compute_fn=lambda method: "selective_search" if method in PROPOSAL_METHODS else "none",
+        )
         parser.add_argument(
             "--output_dir",
             type=str | None,
@@ -56,7 +64,11 @@ class DetectCLI(RunCLI):
         )
 
     def run_name(self, config: Namespace) -> str:
-        return f"{config.model.backbone}_{config.model.neck}"
+        model = config.model
+        method = model.get("method") or "faster_rcnn"
+        if method != "faster_rcnn":
+            return f"{model.backbone}_{method}"
+        return f"{model.backbone}_{model.neck or 'fpn'}"
 
     def before_predict(self) -> None:
         config = self.config["predict"]

@@ -32,7 +32,10 @@ from torchvision.datasets import VOCDetection
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from cnnzoo_detect.proposals import SearchMode, proposal_cache_path, proposals_for
+
 InvalidBoxes = Literal["error", "drop"]
+Proposals = Literal["none", "selective_search"]
 EmptyImages = Literal["error", "keep", "skip"]
 
 # A box may overrun its image by this much (float coordinates, rounding) and is then
@@ -58,6 +61,7 @@ class AnnotatedImage:
     labels: list[int] = field(default_factory=list)  # contiguous, 1..K
     crowd: list[bool] = field(default_factory=list)  # COCO iscrowd, VOC difficult
     names: list[str] = field(default_factory=list)  # each annotation, for error messages
+    proposals: torch.Tensor | None = None  # (N, 4) region proposals, for R-CNN and Fast R-CNN
 
 
 def check_boxes(
@@ -246,6 +250,11 @@ class DetectionImages(Dataset):
             "image_id": annotated.image_id,
             "orig_size": torch.tensor([height, width]),
         }
+        if annotated.proposals is not None:
+            # A second set of boxes, resized and flipped with the image by the same transform.
+            target["proposals"] = tv_tensors.BoundingBoxes(
+                annotated.proposals, format="XYXY", canvas_size=(height, width)
+            )
         return (image, target), annotated.image_id
 
 
@@ -279,6 +288,15 @@ class DetectionDataModule(L.LightningDataModule):
             "skip". Evaluation keeps every image, as COCO's evaluation does.
         max_images: use only the first this many images of each split (quick runs).
         seed: seeds the shuffling and the flips.
+        proposals: "selective_search" gives each image its region proposals (target
+            "proposals"), which R-CNN and Fast R-CNN classify; "none" for Faster R-CNN, whose
+            RPN proposes. `cnnzoo-detect` sets it from --model.method.
+        proposal_mode: selective search's "fast" mode (the R-CNN paper's, ~2,000 boxes an
+            image) or its slower "quality" mode.
+        max_proposals: the most proposals kept an image (selective search's ranking).
+        proposal_cache: the folder of the proposal files (computed once per image, seconds
+            each); None: $CNNZOO_CACHE or ~/.cache/cnnzoo/proposals.
+        proposal_workers: processes running selective search; None: num_workers, at least 1.
     """
 
     classes: list[str]  # by label: classes[0] is the background
@@ -296,8 +314,18 @@ class DetectionDataModule(L.LightningDataModule):
         empty_images: EmptyImages = "error",
         max_images: int | None = None,
         seed: int = 0,
+        proposals: Proposals = "none",
+        proposal_mode: SearchMode = "fast",
+        max_proposals: int = 2000,
+        proposal_cache: str | None = None,
+        proposal_workers: int | None = None,
     ) -> None:
         super().__init__()
+        if proposals not in ("none", "selective_search"):
+            raise ValueError(
+                f"proposals must be 'none' (Faster R-CNN) or 'selective_search' (R-CNN, "
+                f"Fast R-CNN); got {proposals!r}."
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
         self.batch_size = batch_size
@@ -310,6 +338,11 @@ class DetectionDataModule(L.LightningDataModule):
         self.empty_images = empty_images
         self.max_images = max_images
         self.seed = seed
+        self.proposals = proposals
+        self.proposal_mode = proposal_mode
+        self.max_proposals = max_proposals
+        self.proposal_cache = proposal_cache
+        self.proposal_workers = proposal_workers
         self.dropped_boxes: dict[str, int] = {}
         self.datasets: dict[str, TransformedDataset] = {}
 
@@ -321,6 +354,28 @@ class DetectionDataModule(L.LightningDataModule):
     def load(self, stage: str) -> list[AnnotatedImage]:
         """The images of a stage's split: "train", "val", "test" or "predict"."""
         raise NotImplementedError
+
+    def split_name(self, stage: str) -> str:
+        """The dataset's own name of a stage's split (train2017, VOC2007-test), for the
+        proposal files."""
+        raise NotImplementedError
+
+    def _propose(self, stage: str, images: list[AnnotatedImage]) -> None:
+        """Each image's selective-search proposals, from the cache or computed into it."""
+        cache = proposal_cache_path(
+            self.root, self.split_name(stage), self.proposal_mode, self.max_proposals
+        )
+        if self.proposal_cache is not None:
+            cache = Path(self.proposal_cache) / cache.name
+        boxes = proposals_for(
+            images,
+            cache,
+            mode=self.proposal_mode,
+            max_proposals=self.max_proposals,
+            workers=self.proposal_workers or max(1, self.num_workers),
+        )
+        for image in images:
+            image.proposals = boxes[image.image_id]
 
     def transform(self, train: bool) -> v2.Transform:
         resize = v2.Resize(self.min_size, max_size=self.max_size)
@@ -335,6 +390,8 @@ class DetectionDataModule(L.LightningDataModule):
             train = stage == "train"
             if train:
                 images = check_empty(images, self.empty_images, stage)
+            if self.proposals == "selective_search":
+                self._propose(stage, images)
             self.datasets[stage] = TransformedDataset(
                 DetectionImages(images, train), self.transform(train), self.seed, random=train
             )
@@ -367,6 +424,19 @@ class DetectionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
+
+    def feature_dataloader(self) -> DataLoader:
+        """The training images as evaluation sees them (resized, not flipped), in order:
+        what R-CNN fits its SVMs and box regressors on."""
+        train = self._dataset("train")
+        dataset = TransformedDataset(train.base, self.transform(train=False), self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            sampler=EvalSampler(dataset),
+            num_workers=self.num_workers,
+            collate_fn=collate,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
@@ -421,6 +491,9 @@ class CocoDataModule(DetectionDataModule):
         self.category_ids = [0] + [category["id"] for category in categories]
         self.classes = ["__background__"] + [category["name"] for category in categories]
 
+    def split_name(self, stage: str) -> str:
+        return self.splits[stage]
+
     def load(self, stage: str) -> list[AnnotatedImage]:
         split = self.splits[stage]
         _, annotations = coco_split(self.root, split)
@@ -465,6 +538,9 @@ class VocDataModule(DetectionDataModule):
         self.download = download
         self.classes = ["__background__", *VOC_CLASSES]
         self.category_ids = list(range(len(self.classes)))
+
+    def split_name(self, stage: str) -> str:
+        return f"VOC{self.year}-{self.sets[stage]}"
 
     def load(self, stage: str) -> list[AnnotatedImage]:
         return load_voc(self.root, self.year, self.sets[stage], self.download)

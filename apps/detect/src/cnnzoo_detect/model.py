@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
-from cnnzoo.features import trace, trunk
+from cnnzoo.features import trunk
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -29,11 +29,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from cnnzoo_detect.backbone import (
     Backbone,
     c4_stages,
+    cut_classifier,
     fpn_backbone,
     fpn_stages,
-    freeze_batchnorm,
-    freeze_stages,
-    load_classifier,
     single_map_stage,
     stage_head,
 )
@@ -79,21 +77,13 @@ def build_faster_rcnn(
     fine-tune ImageNet models; from random weights, BatchNorm as it is and every stage
     trainable. Other keyword arguments are FasterRCNN's (rpn_post_nms_top_n_test, ...).
     """
-    pretrained = backbone_checkpoint is not None
-    frozen_bn = pretrained if frozen_bn is None else frozen_bn
-    classifier = load_classifier(backbone, backbone_checkpoint)
-    if frozen_bn:
-        freeze_batchnorm(classifier)
     if neck not in ("single", "c4", "fpn"):
         raise ValueError(f"neck must be 'single', 'c4' or 'fpn'; got {neck!r}.")
-    # The stages are chosen from feature_info before tracing: a network that cannot serve
-    # fails on its strides, which says more than a failed trace.
-    stages = {"single": single_map_stage, "c4": c4_stages, "fpn": fpn_stages}[neck](classifier)
-    traced = trace(classifier)
+    choose = {"single": single_map_stage, "c4": c4_stages, "fpn": fpn_stages}[neck]
+    traced, stages = cut_classifier(
+        backbone, backbone_checkpoint, frozen_bn, trainable_stages, choose
+    )
     info = traced.feature_info
-    if trainable_stages is None:
-        trainable_stages = min(3, len(info)) if pretrained else len(info)
-    freeze_stages(traced, trainable_stages)
     aspect_ratios = ASPECT_RATIOS
 
     if neck == "fpn":

@@ -1,23 +1,45 @@
-"""The detection LightningModule: trains Faster R-CNN, evaluates COCO mAP, predicts boxes.
+"""The detection LightningModule: trains one of the R-CNN line, evaluates COCO mAP, predicts
+boxes.
+
+The three methods, each the paper's own, share the backbone cutting, the data and the
+evaluation:
+
+- `rcnn` (Girshick et al., 2014): each selective-search proposal warped to the network's
+  input and classified alone; SGD fine-tunes the network on warped windows, and after the
+  last epoch one linear SVM a class and the box regressors are fit on its features.
+- `fast_rcnn` (Girshick, 2015): the image through the trunk once, each proposal max-pooled
+  from the stride-16 map, a softmax and box regressor trained jointly.
+- `faster_rcnn` (Ren et al., 2015): the proposals from a region proposal network on the
+  same map, so no selective search; on a single map, C4 or a feature pyramid.
 
 Batches are (images, targets): lists of uint8 images, already resized by the data module,
-and of dicts with `boxes` (x1, y1, x2, y2 in the resized image), `labels`, `iscrowd` and
-`orig_size`. Evaluation and prediction give boxes back in the image file's coordinates.
+and of dicts with `boxes` (x1, y1, x2, y2 in the resized image), `labels`, `iscrowd`,
+`orig_size` and, for the first two methods, `proposals` (in the resized image too).
+Evaluation and prediction give boxes back in the image file's coordinates.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
+from cnnzoo import CnnzooError
 from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
 from cnnzoo.optim import OptimizerSpec, ScheduleSpec, configure_optimization, step_scheduler
 from torchmetrics.detection import MeanAveragePrecision
+from tqdm.auto import tqdm
 
+from cnnzoo_detect.fast_rcnn import build_fast_rcnn
 from cnnzoo_detect.model import Neck, build_faster_rcnn
+from cnnzoo_detect.proposals import ProposalError
+from cnnzoo_detect.rcnn import build_rcnn
+
+Method = Literal["rcnn", "fast_rcnn", "faster_rcnn"]
+# The methods that classify proposals made outside the network (selective search).
+PROPOSAL_METHODS = ("rcnn", "fast_rcnn")
 
 MONITOR = "val/map"
 # The detectors' SGD (Detectron, torchvision's reference: 0.02 for 16 images a batch; scale
@@ -33,13 +55,33 @@ def to_file_coordinates(boxes: torch.Tensor, size: Sequence[int], orig_size) -> 
     return boxes * scale
 
 
+def check_neck(method: Method, neck: Neck | None) -> Neck | None:
+    """The neck a method takes: Faster R-CNN any (fpn by default), Fast R-CNN the single
+    map it was built on, R-CNN none (it warps each region into the whole network)."""
+    if method not in ("rcnn", "fast_rcnn", "faster_rcnn"):
+        raise ValueError(f"method must be rcnn, fast_rcnn or faster_rcnn; got {method!r}.")
+    if method == "faster_rcnn":
+        return neck or "fpn"
+    allowed = ("single",) if method == "fast_rcnn" else ()
+    if neck is not None and neck not in allowed:
+        raise ValueError(
+            f"{method} has {'only the single stride-16 map' if allowed else 'no neck'}: it "
+            f"cannot take --model.neck {neck}. Leave the neck out, or use --model.method "
+            f"faster_rcnn for {neck}."
+        )
+    return "single" if method == "fast_rcnn" else None
+
+
 class Detector(L.LightningModule):
-    """Faster R-CNN on a registered cnnzoo backbone.
+    """R-CNN, Fast R-CNN or Faster R-CNN on a registered cnnzoo backbone.
 
     Args:
         backbone: registry name of the classifier to build on (`cnnzoo models`).
-        neck: "single" (one stride-16 map, the Faster R-CNN paper's VGG-16), "c4" (the
-            ResNet paper's conv4_x trunk and conv5_x RoI head) or "fpn".
+        neck: Faster R-CNN's form: "single" (one stride-16 map, the Faster R-CNN paper's
+            VGG-16), "c4" (the ResNet paper's conv4_x trunk and conv5_x RoI head) or "fpn";
+            None: fpn. Fast R-CNN has the single map only; R-CNN has no neck.
+        method: "rcnn", "fast_rcnn" or "faster_rcnn" (see the module's docstring); the
+            first two read each image's `proposals` (--data.proposals selective_search).
         num_classes: object classes, background not counted; the CLI takes it from the data.
         backbone_checkpoint: a cnnzoo classification checkpoint (`cnnzoo fit`) of `backbone`
             whose weights start the backbone.
@@ -52,13 +94,17 @@ class Detector(L.LightningModule):
         image_mean, image_std: the normalisation the backbone was trained with.
         faster_rcnn: further arguments of torchvision's FasterRCNN, by its names
             (rpn_post_nms_top_n_train, box_detections_per_img, ...).
+        fast_rcnn: further arguments of `cnnzoo_detect.fast_rcnn.FastRCNN` (roi_size,
+            rois_per_image, nms_thresh, ...).
+        rcnn: further arguments of `cnnzoo_detect.rcnn.RCNN` (warp_size, region_batch, ...).
         optimizer, schedule: see cnnzoo.optim; SGD at 0.02 for 16 images by default.
     """
 
     def __init__(
         self,
         backbone: str = "resnet50",
-        neck: Neck = "fpn",
+        neck: Neck | None = None,
+        method: Method = "faster_rcnn",
         num_classes: int = 80,
         backbone_checkpoint: str | None = None,
         frozen_bn: bool | None = None,
@@ -68,6 +114,8 @@ class Detector(L.LightningModule):
         image_mean: tuple[float, float, float] = IMAGENET_MEAN,
         image_std: tuple[float, float, float] = IMAGENET_STD,
         faster_rcnn: dict[str, Any] | None = None,
+        fast_rcnn: dict[str, Any] | None = None,
+        rcnn: dict[str, Any] | None = None,
         optimizer: OptimizerSpec | None = None,
         schedule: ScheduleSpec | None = None,
     ) -> None:
@@ -85,9 +133,12 @@ class Detector(L.LightningModule):
         # Resolved now, so that a detector reloaded without its backbone checkpoint
         # (from_checkpoint) has the same modules.
         frozen_bn = backbone_checkpoint is not None if frozen_bn is None else frozen_bn
+        neck = check_neck(method, neck)
+        self.method = method
         self.save_hyperparameters(
             {
                 "backbone": backbone,
+                "method": method,
                 "neck": neck,
                 "num_classes": num_classes,
                 "backbone_checkpoint": backbone_checkpoint,
@@ -98,23 +149,40 @@ class Detector(L.LightningModule):
                 "image_mean": tuple(image_mean),
                 "image_std": tuple(image_std),
                 "faster_rcnn": dict(faster_rcnn or {}),
+                "fast_rcnn": dict(fast_rcnn or {}),
+                "rcnn": dict(rcnn or {}),
                 "optimizer": dataclasses.asdict(self.optimizer_spec),
                 "schedule": dataclasses.asdict(self.schedule_spec),
             }
         )
-        self.model = build_faster_rcnn(
-            backbone,
-            num_classes,
-            neck,
-            backbone_checkpoint=backbone_checkpoint,
-            frozen_bn=frozen_bn,
-            trainable_stages=trainable_stages,
-            anchor_sizes=anchor_sizes,
-            representation_size=representation_size,
-            image_mean=image_mean,
-            image_std=image_std,
-            **(faster_rcnn or {}),
-        )
+        shared = {
+            "backbone_checkpoint": backbone_checkpoint,
+            "frozen_bn": frozen_bn,
+            "image_mean": image_mean,
+            "image_std": image_std,
+        }
+        if method == "faster_rcnn":
+            self.model = build_faster_rcnn(
+                backbone,
+                num_classes,
+                neck,
+                trainable_stages=trainable_stages,
+                anchor_sizes=anchor_sizes,
+                representation_size=representation_size,
+                **shared,
+                **(faster_rcnn or {}),
+            )
+        elif method == "fast_rcnn":
+            self.model = build_fast_rcnn(
+                backbone,
+                num_classes,
+                trainable_stages=trainable_stages,
+                representation_size=representation_size,
+                **shared,
+                **(fast_rcnn or {}),
+            )
+        else:
+            self.model = build_rcnn(backbone, num_classes, **shared, **(rcnn or {}))
         self.metrics = torch.nn.ModuleDict(
             {
                 stage: MeanAveragePrecision(
@@ -137,13 +205,39 @@ class Detector(L.LightningModule):
         # uint8 in [0, 255] -> [0, 1]; the model's transform normalises with image_mean/std.
         return [image.float() / 255 for image in images]
 
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Detections (boxes, scores, labels) in the coordinates of the given uint8 images."""
-        return self.model(self._floats(images))
+    def _run(self, images, targets=None, proposals=None):
+        floats = self._floats(images)
+        if self.method == "faster_rcnn":
+            return self.model(floats, targets)
+        return self.model(floats, proposals, targets)
+
+    def _proposals(self, targets) -> list[torch.Tensor] | None:
+        if self.method not in PROPOSAL_METHODS:
+            return None
+        if any("proposals" not in target for target in targets):
+            raise ProposalError(
+                f"{self.method} classifies region proposals, and this batch's images have "
+                f"none. Pass --data.proposals selective_search (cnnzoo-detect sets it from "
+                f"--model.method), or give each target its 'proposals'."
+            )
+        return [target["proposals"] for target in targets]
+
+    def forward(
+        self, images: list[torch.Tensor], proposals: list[torch.Tensor] | None = None
+    ) -> list[dict[str, torch.Tensor]]:
+        """Detections (boxes, scores, labels) in the coordinates of the given uint8 images;
+        R-CNN and Fast R-CNN classify the given `proposals` (boxes in the same coordinates,
+        `cnnzoo_detect.proposals.selective_search`)."""
+        if self.method in PROPOSAL_METHODS and proposals is None:
+            raise ProposalError(
+                f"{self.method} classifies region proposals: give them, one (N, 4) tensor "
+                f"an image (cnnzoo_detect.proposals.selective_search makes them)."
+            )
+        return self._run(images, proposals=proposals)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, targets = batch
-        losses = self.model(self._floats(images), targets)
+        losses = self._run(images, targets, self._proposals(targets))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -157,9 +251,36 @@ class Detector(L.LightningModule):
             self.log_dict(logged | {"train/loss": loss.detach()}, batch_size=len(images))
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        # R-CNN's SVMs and box regressors are fit on the fine-tuned network's features after
+        # its last epoch (§2.3), before the last checkpoint is written, so that it holds them.
+        if self.method == "rcnn" and self._last_epoch():
+            self.fit_rcnn_classifiers(self.trainer.datamodule.feature_dataloader())
+
+    def _last_epoch(self) -> bool:
+        trainer = self.trainer
+        by_epochs = (
+            trainer.max_epochs not in (None, -1) and self.current_epoch + 1 >= trainer.max_epochs
+        )
+        by_steps = trainer.max_steps not in (None, -1) and self.global_step >= trainer.max_steps
+        return by_epochs or by_steps
+
+    @torch.no_grad()
+    def fit_rcnn_classifiers(self, loader) -> None:
+        """R-CNN's second stage: one pass over the training images (no flips), collecting
+        fc7 and pool5 features of their proposals, then the per-class SVMs with hard
+        negative mining and the box regressors (§2.3, appendix C)."""
+        if self.method != "rcnn":
+            raise CnnzooError(f"SVMs and box regressors belong to R-CNN, not {self.method}.")
+        for images, targets in tqdm(loader, desc="R-CNN features", unit="batch"):
+            images = [image.to(self.device) for image in images]
+            proposals = [p.to(self.device) for p in self._proposals(targets)]
+            self.model.collect_features(self._floats(images), proposals, targets)
+        self.model.fit_classifiers()
+
     def detect(self, images, targets) -> list[dict[str, torch.Tensor]]:
         """Detections of a batch, their boxes in the image files' coordinates."""
-        detections = self(images)
+        detections = self._run(images, proposals=self._proposals(targets))
         for detection, image, target in zip(detections, images, targets, strict=True):
             detection["boxes"] = to_file_coordinates(
                 detection["boxes"], image.shape[-2:], target["orig_size"]

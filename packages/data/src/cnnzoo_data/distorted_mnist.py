@@ -11,9 +11,12 @@ Networks", NIPS 2015, §4.1 and Appendix A.
 
 Each digit's distortion is drawn from its own generator, seeded by the distortion, the split
 and the digit's index, so that digit i of a split is the same image on every machine and in
-every run (and a subset of the split is distorted as the whole split is). Every map is
-applied by its inverse: each output pixel reads the source digit by bilinear interpolation,
-zeros outside it.
+every run (and a subset of the split is distorted as the whole split is): the test set, and
+the set as `cnnzoo explain` shows it. Training draws each digit's distortion afresh in every
+epoch (`FreshDistortion`), so that a network sees the distribution rather than 60,000
+fixed samples of it, as LeNet-5's distortions are drawn; the paper, which trains for 150,000
+iterations of 256 digits (640 passes), does not say which it did. Every map is applied by its
+inverse: each output pixel reads the source digit by bilinear interpolation, zeros outside it.
 
 Where the paper leaves things open we chose: the rotation is about the digit's centre within
 its 28x28 frame, the scaled frame (28 s pixels) lies wholly inside the 42x42 image, P's corners
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from cnnzoo.errors import CnnzooError
+from torch import nn
 
 DISTORTIONS: tuple[str, ...] = ("r", "rts", "p", "e")
 # The side of each distorted set's images.
@@ -196,27 +200,61 @@ def elastic(digits: torch.Tensor, scales: np.ndarray, shifts: np.ndarray) -> tor
     return _sample(digits, sources, side)
 
 
+def _draw(distortion: str, rng: np.random.Generator) -> dict[str, np.ndarray | float]:
+    """One digit's random parameters, in Appendix A's ranges."""
+    if distortion == "r":
+        return {"degrees": rng.uniform(-R_DEGREES, R_DEGREES)}
+    if distortion == "rts":
+        degrees = rng.uniform(-RTS_DEGREES, RTS_DEGREES)
+        scale = rng.uniform(*RTS_SCALE)
+        room = IMAGE_SIZE["rts"] - MNIST_SIDE * scale  # the frame stays inside the image
+        return {"degrees": degrees, "scales": scale, "corners": rng.uniform(0, room, size=2)}
+    if distortion == "p":
+        scale = rng.uniform(*P_SCALE)
+        return {"scales": scale, "shifts": rng.normal(0, P_CORNER_STD, size=(4, 2))}
+    scale = rng.uniform(*E_SCALE)
+    return {"scales": scale, "shifts": rng.normal(0, E_POINT_STD, size=(E_GRID * E_GRID, 2))}
+
+
 def draw_parameters(distortion: str, split: str, indices: list[int] | range) -> dict:
     """Each digit's random parameters, from its own generator (`digit_generator`)."""
     draws: dict[str, list] = {}
     for index in indices:
-        rng = digit_generator(distortion, split, index)
-        if distortion == "r":
-            draws.setdefault("degrees", []).append(rng.uniform(-R_DEGREES, R_DEGREES))
-        elif distortion == "rts":
-            draws.setdefault("degrees", []).append(rng.uniform(-RTS_DEGREES, RTS_DEGREES))
-            scale = rng.uniform(*RTS_SCALE)
-            room = IMAGE_SIZE["rts"] - MNIST_SIDE * scale  # the frame stays inside the image
-            draws.setdefault("scales", []).append(scale)
-            draws.setdefault("corners", []).append(rng.uniform(0, room, size=2))
-        elif distortion == "p":
-            draws.setdefault("scales", []).append(rng.uniform(*P_SCALE))
-            draws.setdefault("shifts", []).append(rng.normal(0, P_CORNER_STD, size=(4, 2)))
-        else:
-            draws.setdefault("scales", []).append(rng.uniform(*E_SCALE))
-            shifts = rng.normal(0, E_POINT_STD, size=(E_GRID * E_GRID, 2))
-            draws.setdefault("shifts", []).append(shifts)
+        for key, value in _draw(distortion, digit_generator(distortion, split, index)).items():
+            draws.setdefault(key, []).append(value)
     return {key: np.asarray(values) for key, values in draws.items()}
+
+
+def _apply(digits: torch.Tensor, distortion: str, draws: dict) -> torch.Tensor:
+    if distortion == "r":
+        return rotated(digits, draws["degrees"])
+    if distortion == "rts":
+        return rotated_translated_scaled(
+            digits, draws["degrees"], draws["scales"], draws["corners"]
+        )
+    if distortion == "p":
+        return projective(digits, draws["scales"], draws["shifts"])
+    return elastic(digits, draws["scales"], draws["shifts"])
+
+
+class FreshDistortion(nn.Module):
+    """A training digit (uint8 (1, 28, 28)) distorted with parameters drawn afresh each time,
+    from torch's CPU generator: `TransformedDataset` seeds it by (seed, epoch, image), so an
+    epoch's distortions are reproducible and differ from the last epoch's."""
+
+    def __init__(self, distortion: str) -> None:
+        super().__init__()
+        self.distortion = check_distortion(distortion)
+
+    def forward(self, digit: torch.Tensor) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**62, ()))
+        draws = _draw(self.distortion, np.random.default_rng(seed))
+        batched = {key: np.asarray([value]) for key, value in draws.items()}
+        digit = digit.as_subclass(torch.Tensor).reshape(1, 1, MNIST_SIDE, MNIST_SIDE)
+        return _apply(digit, self.distortion, batched)[0]
+
+    def extra_repr(self) -> str:
+        return repr(self.distortion)
 
 
 def distort_digits(
@@ -236,15 +274,7 @@ def distort_digits(
     draws = draw_parameters(distortion, split, indices)
     if not len(digits):
         return digits.new_zeros(0, 1, IMAGE_SIZE[distortion], IMAGE_SIZE[distortion])
-    if distortion == "r":
-        return rotated(digits, draws["degrees"])
-    if distortion == "rts":
-        return rotated_translated_scaled(
-            digits, draws["degrees"], draws["scales"], draws["corners"]
-        )
-    if distortion == "p":
-        return projective(digits, draws["scales"], draws["shifts"])
-    return elastic(digits, draws["scales"], draws["shifts"])
+    return _apply(digits, distortion, draws)
 
 
 def distorted_split(

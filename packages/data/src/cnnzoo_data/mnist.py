@@ -5,15 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnzoo.errors import DatasetError
+from torch.utils.data import Subset
 from torchvision.datasets import MNIST
+from torchvision.transforms import v2
 
 from cnnzoo_data.datamodule import ClassificationDataModule, Splits, TensorImages
 from cnnzoo_data.distorted_mnist import (
     DISTORTION_STATS,
     IMAGE_SIZE,
+    FreshDistortion,
     check_distortion,
     distorted_split,
 )
+from cnnzoo_data.sampling import TransformedDataset
 
 
 def _in_memory(mnist: MNIST) -> TensorImages:
@@ -36,9 +40,10 @@ class MNISTDataModule(ClassificationDataModule):
         download: fetch MNIST into `root` when it is not there.
         distortion: the distorted MNIST of Jaderberg et al. 2015, §4.1 (`cnnzoo_data.
             distorted_mnist`): "r" (rotated), "rts" (rotated, translated and scaled, in a
-            42x42 image), "p" (projective) or "e" (elastic); each digit distorted once, as
-            its (split, index) seeds it. None: the plain digits. The images come at the
-            distortion's own size, taken whole (augmentation "none" unless one is given).
+            42x42 image), "p" (projective) or "e" (elastic). Test and validation digits are
+            distorted once, as their (split, index) seeds them; training digits afresh in
+            every epoch. None: the plain digits. The images come at the distortion's own
+            size, taken whole (augmentation "none" unless one is given).
     """
 
     dataset_name = "MNIST"
@@ -66,8 +71,15 @@ class MNISTDataModule(ClassificationDataModule):
         else:
             self.distortion = None
         super().__init__(**kwargs)
+        if self.distortion is not None and self.on_device:
+            raise DatasetError(
+                f"on_device: true holds fixed training images on the device; the {self.dataset_name} "
+                f"training digits are distorted afresh each epoch on the loader's workers. Use "
+                f"on_device: false."
+            )
         self.root = root
         self.download = download
+        self._plain_train: TensorImages | None = None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -92,7 +104,23 @@ class MNISTDataModule(ClassificationDataModule):
             ) from exc
         if self.distortion is None:
             return Splits(train=train, test=test)
+        self._plain_train = train
         return Splits(train=self._distorted(train, "train"), test=self._distorted(test, "test"))
+
+    def setup(self, stage: str | None = None) -> None:
+        fresh = self.train_set is None and self.distortion is not None
+        super().setup(stage)
+        if fresh:
+            self.train_set = self._freshly_distorted(self.train_set)
+
+    def _freshly_distorted(self, train: TransformedDataset) -> TransformedDataset:
+        """The training split's plain digits (those the held-out validation left), each
+        distorted afresh per epoch before the training geometry."""
+        plain = self._plain_train
+        base = Subset(plain, train.base.indices) if isinstance(train.base, Subset) else plain
+        geometry = self._transform(train=True).geometry
+        transform = v2.Compose([FreshDistortion(self.distortion), geometry])
+        return TransformedDataset(base, transform, seed=self.seed, random=True)
 
     def _distorted(self, digits: TensorImages, split: str) -> TensorImages:
         images = distorted_split(digits.images, self.distortion, split)
