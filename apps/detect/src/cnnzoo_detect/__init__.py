@@ -10,13 +10,13 @@ from cnnzoo_detect.proposals import ProposalError, selective_search
 from cnnzoo_detect.rcnn import RCNN, build_rcnn
 
 __all__ = [
+    "RCNN",
     "BackboneError",
     "CocoDataModule",
     "DetectionDataModule",
     "Detector",
     "FastRCNN",
     "ProposalError",
-    "RCNN",
     "VocDataModule",
     "build_fast_rcnn",
     "build_faster_rcnn",

@@ -73,9 +73,9 @@ class MNISTDataModule(ClassificationDataModule):
         super().__init__(**kwargs)
         if self.distortion is not None and self.on_device:
             raise DatasetError(
-                f"on_device: true holds fixed training images on the device; the {self.dataset_name} "
-                f"training digits are distorted afresh each epoch on the loader's workers. Use "
-                f"on_device: false."
+                f"on_device: true holds fixed training images on the device; the "
+                f"{self.dataset_name} training digits are distorted afresh each epoch on the "
+                f"loader's workers. Use on_device: false."
             )
         self.root = root
         self.download = download
