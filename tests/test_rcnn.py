@@ -18,24 +18,19 @@ from pathlib import Path
 import pytest
 import torch
 from cnnzoo import CnnzooError, create_model
+from cnnzoo_detect.box_regression import apply_regression, regression_targets, ridge_regression
 from cnnzoo_detect.proposals import ProposalError
 from cnnzoo_detect.rcnn import (
     CONTEXT_PADDING,
-    EASY_SCORE,
-    HARD_SCORE,
     RCNN,
-    HardNegativeCache,
     RCNNError,
     UntrainedClassWarning,
-    apply_regression,
     dilate_boxes,
-    regression_targets,
-    ridge_regression,
     sample_windows,
-    train_svm,
     warp_regions,
     window_labels,
 )
+from cnnzoo_detect.svm import EASY_SCORE, HARD_SCORE, HardNegativeCache, train_svm
 from PIL import Image
 from torchvision.ops import box_iou
 from torchvision.transforms.v2.functional import pil_to_tensor

@@ -101,11 +101,11 @@ def test_each_proposal_method_trains_and_detects_in_file_coordinates(coco128, me
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["rcnn", "fast_rcnn"])
 def test_the_command_fits_each_method_and_rcnns_checkpoint_holds_its_svms(
-    coco128, tmp_path, monkeypatch, method
+    coco128, tmp_path, monkeypatch, recwarn, method
 ):
     """`--model.method` picks the method and sets the data's proposals; R-CNN's SVMs and box
-    regressors are fit after the last epoch and saved in the last checkpoint, which `test`
-    scores with."""
+    regressors are fit after the last epoch and saved in the last checkpoint, which the test
+    after `fit` scores with."""
     from cnnzoo_detect.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -128,6 +128,7 @@ def test_the_command_fits_each_method_and_rcnns_checkpoint_holds_its_svms(
     assert checkpoint["hyper_parameters"]["method"] == method
     metrics = (next(run.glob("version_*")) / "metrics.csv").read_text()
     assert "val/map" in metrics and "test/map" in metrics
+    assert not [w for w in recwarn if "SVMs are not fit" in str(w.message)]
     if method == "rcnn":
         state = checkpoint["state_dict"]
         assert bool(state["model.svms_fit"]) and bool(state["model.box_regressors_fit"])

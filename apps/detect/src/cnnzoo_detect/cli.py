@@ -70,6 +70,12 @@ class DetectCLI(RunCLI):
             return f"{model.backbone}_{method}"
         return f"{model.backbone}_{model.neck or 'fpn'}"
 
+    def test_checkpoint(self) -> str:
+        # R-CNN's SVMs are fit after the last epoch: only the last checkpoint holds them.
+        if self.config.fit.model.get("method") == "rcnn":
+            return "last"
+        return super().test_checkpoint()
+
     def before_predict(self) -> None:
         config = self.config["predict"]
         output_dir = config.get("output_dir") or self.trainer.run_dir / "predictions"

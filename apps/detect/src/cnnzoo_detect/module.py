@@ -21,6 +21,7 @@ Evaluation and prediction give boxes back in the image file's coordinates.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -315,6 +316,15 @@ class Detector(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_map("val")
+
+    def on_test_start(self) -> None:
+        if self.method == "rcnn" and self.model.scoring != "svm":
+            warnings.warn(
+                "this R-CNN's SVMs are not fit (they are fit after the last fine-tuning epoch, "
+                "and only the last checkpoint holds them): it is tested with the fine-tuned "
+                "softmax instead. Test runs/<run>/checkpoints/last.ckpt for the paper's R-CNN.",
+                stacklevel=2,
+            )
 
     def on_test_epoch_end(self) -> None:
         self._log_map("test")

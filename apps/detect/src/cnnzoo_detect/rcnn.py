@@ -13,6 +13,7 @@ Each object proposal is warped, with 16 pixels of context, to the classifier's i
 4. test (§2.2): every proposal scored by every SVM, its box regressed, and greedy
    non-maximum suppression for each class.
 
+The SVMs are in `cnnzoo_detect.svm`, the box regression in `cnnzoo_detect.box_regression`.
 Stages 2 and 3 are fit outside SGD: `collect_features` over the training batches, then
 `fit_classifiers`. Until the SVMs are fit the model scores with its fine-tuned softmax
 (appendix B's "FT softmax" variant); `scoring` says which.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,21 @@ import torch
 import torch.nn.functional as F
 from cnnzoo import ClassifierNet, CnnzooError
 from cnnzoo.card import IMAGENET_MEAN, IMAGENET_STD
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.svm import LinearSVC
 from torch import nn
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, roi_align
 
 from cnnzoo_detect.backbone import freeze_batchnorm, load_classifier
+from cnnzoo_detect.box_regression import (
+    REGRESSION_IOU,
+    REGRESSION_SAMPLES_PER_CLASS,
+    RIDGE_LAMBDA,
+    RegressionSamples,
+    apply_regression,
+    regression_targets,
+    ridge_regression,
+)
 from cnnzoo_detect.proposals import check_proposals
+from cnnzoo_detect.svm import FEATURE_NORM, HardNegativeCache
 
 # Appendix A: "we dilate the tight bounding box so that at the warped size there are exactly
 # p pixels of warped image context around the original box (we use p = 16)".
@@ -56,27 +65,6 @@ POSITIVE_WINDOWS = 32
 # §2.3, the SVMs: negatives are proposals "with less than 0.3 IoU overlap with all instances
 # of a class"; positives are the ground-truth boxes alone.
 NEGATIVE_IOU = 0.3
-# rcnn_train.m: liblinear's L2-regularised hinge loss (-s 3), C = 1e-3, positives weighted 2
-# (-w1 2), the bias an extra feature of value 10 (-B 10); features scaled so that their mean
-# norm is 20 (rcnn_scale_features), which is what C = 1e-3 is set for.
-SVM_C = 1e-3
-POSITIVE_LOSS_WEIGHT = 2.0
-BIAS_MULTIPLIER = 10.0
-FEATURE_NORM = 20.0
-# Hard negative mining as rcnn_train.m does it (Felzenszwalb et al.'s method): a negative
-# that scores above -1 (inside the margin) is hard and joins the cache; the SVM is trained
-# again once 2,000 have joined, and then negatives below -1.2 are evicted as easy.
-HARD_SCORE = -1.0001
-EASY_SCORE = -1.2
-RETRAIN_LIMIT = 2000
-# Appendix C: "we assign P to the ground-truth box G with which it has maximum IoU overlap
-# ... if and only if the overlap is greater than a threshold (which we set to 0.6)";
-# "we set lambda = 1000".
-REGRESSION_IOU = 0.6
-RIDGE_LAMBDA = 1000.0
-# A class's regression samples are capped (uniformly sampled over the pass) to bound memory:
-# at 9,216 pool5 features in float16, 5,000 samples take 92 MB a class.
-REGRESSION_SAMPLES_PER_CLASS = 5000
 # §2.2: "greedy non-maximum suppression (for each class independently)"; the released code
 # (rcnn_test.m) suppresses at IoU 0.3. Up to 100 detections an image.
 TEST_NMS_IOU = 0.3
@@ -153,109 +141,6 @@ def sample_windows(
     return torch.cat([foreground, background[:background_count]])
 
 
-def train_svm(positives: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """A linear SVM separating `positives` from `negatives` (rows of features), as
-    rcnn_train.m trains it with liblinear: hinge loss, C = 1e-3, positive errors weighted 2,
-    the bias learned as the weight of an extra feature of value 10. Weight and bias."""
-    features = torch.cat([positives, negatives]).double().numpy()
-    targets = [1] * len(positives) + [0] * len(negatives)
-    svm = LinearSVC(
-        C=SVM_C,
-        loss="hinge",
-        dual=True,
-        class_weight={1: POSITIVE_LOSS_WEIGHT, 0: 1.0},
-        intercept_scaling=BIAS_MULTIPLIER,
-        max_iter=10_000,
-    )
-    with warnings.catch_warnings():
-        # liblinear stops at max_iter on hard caches; the next retraining starts afresh.
-        warnings.simplefilter("ignore", category=ConvergenceWarning)
-        svm.fit(features, targets)
-    return torch.from_numpy(svm.coef_[0]).float(), float(svm.intercept_[0])
-
-
-@dataclass
-class HardNegativeCache:
-    """One class's SVM while the training images pass (§2.3, "standard hard negative mining
-    method"): the fc7 features of its ground-truth boxes, a cache of hard negatives, and
-    the SVM trained on them, in features scaled by `feature_scale`.
-
-    Negatives count from the first image with a box of the class on: that image's
-    negatives all join (rcnn_train.m starts from every negative of its first image, having
-    gathered the positives beforehand), the SVM is trained, and from then on only the
-    negatives it scores above -1 join; it is trained again once 2,000 have joined.
-    """
-
-    feature_scale: float
-    positives: list[torch.Tensor] = field(default_factory=list)
-    negatives: torch.Tensor | None = None  # float16, to halve the cache
-    weight: torch.Tensor | None = None  # on unscaled features
-    bias: float = 0.0
-    added: int = 0  # negatives that joined since the SVM was last trained
-
-    def add_positives(self, features: torch.Tensor) -> None:
-        self.positives.append(features.detach().cpu().half())
-
-    def scores(self, features: torch.Tensor) -> torch.Tensor:
-        return features.float() @ self.weight + self.bias
-
-    def add_negatives(self, features: torch.Tensor, negatives: torch.Tensor) -> int:
-        """Let the hard ones among the rows of `features` that `negatives` marks join the
-        cache; how many joined. Before the class has a box there is no SVM to tell hard from
-        easy, nor anything to train: none join."""
-        if not self.positives:
-            return 0
-        if self.weight is not None:
-            negatives = negatives & (self.scores(features) > HARD_SCORE)
-        features = features[negatives].detach().cpu()
-        if len(features) == 0:
-            return 0
-        cached = [] if self.negatives is None else [self.negatives]
-        self.negatives = torch.cat([*cached, features.half()])
-        self.added += len(features)
-        return len(features)
-
-    def due(self) -> bool:
-        """Whether to train: on the first negatives, or once RETRAIN_LIMIT more joined."""
-        return self.negatives is not None and (self.weight is None or self.added > RETRAIN_LIMIT)
-
-    def train(self) -> None:
-        """Train the SVM on the positives and the cache, then evict the easy negatives."""
-        weight, self.bias = train_svm(
-            torch.cat(self.positives).float() * self.feature_scale,
-            self.negatives.float() * self.feature_scale,
-        )
-        self.weight = weight * self.feature_scale
-        self.negatives = self.negatives[self.scores(self.negatives) >= EASY_SCORE]
-        self.added = 0
-
-
-@dataclass
-class RegressionSamples:
-    """One class's samples for box regression: pool5 features of proposals and their
-    targets t, a uniform sample of at most `capacity` of those the pass offered (each gets a
-    random priority; the lowest are kept)."""
-
-    capacity: int
-    features: list[torch.Tensor] = field(default_factory=list)
-    targets: list[torch.Tensor] = field(default_factory=list)
-    priorities: list[torch.Tensor] = field(default_factory=list)
-
-    def add(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        self.features.append(features.detach().cpu().half())
-        self.targets.append(targets.detach().cpu().float())
-        self.priorities.append(torch.rand(len(features)))
-        priorities = torch.cat(self.priorities)
-        if len(priorities) > self.capacity:
-            keep = priorities.topk(self.capacity, largest=False).indices
-            self.features = [torch.cat(self.features)[keep]]
-            self.targets = [torch.cat(self.targets)[keep]]
-            self.priorities = [priorities[keep]]
-
-    def __len__(self) -> int:
-        return sum(len(p) for p in self.priorities)
-
-
 @dataclass
 class FeatureCollection:
     """What `collect_features` gathers for the SVMs and the box regressors. The feature
@@ -267,53 +152,6 @@ class FeatureCollection:
     caches: list[HardNegativeCache]
     regression: list[RegressionSamples]
     images: int = 0
-
-
-def regression_targets(proposals: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
-    """Appendix C's targets: t_x = (G_x - P_x) / P_w, t_y = (G_y - P_y) / P_h,
-    t_w = log(G_w / P_w), t_h = log(G_h / P_h), with centres (x, y) and sides (w, h)."""
-    p_size = proposals[:, 2:] - proposals[:, :2]
-    p_centre = proposals[:, :2] + p_size / 2
-    g_size = ground_truth[:, 2:] - ground_truth[:, :2]
-    g_centre = ground_truth[:, :2] + g_size / 2
-    return torch.cat([(g_centre - p_centre) / p_size, torch.log(g_size / p_size)], dim=1)
-
-
-def apply_regression(proposals: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Appendix C's transformation of proposals P (..., 4) by targets t (..., 4):
-    G_x = P_w t_x + P_x, G_y = P_h t_y + P_y, G_w = P_w exp(t_w), G_h = P_h exp(t_h)."""
-    p_size = proposals[..., 2:] - proposals[..., :2]
-    p_centre = proposals[..., :2] + p_size / 2
-    centre = p_size * t[..., :2] + p_centre
-    # exp overflows to inf on wild predictions: the 1000:16 cap torchvision's BoxCoder uses.
-    size = p_size * torch.exp(t[..., 2:].clamp(max=math.log(1000 / 16)))
-    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
-
-
-def ridge_regression(
-    features: torch.Tensor, targets: torch.Tensor, lam: float = RIDGE_LAMBDA
-) -> torch.Tensor:
-    """Regularised least squares w = argmin sum (t - w^T [phi, 1])^2 + lam ||w||^2 for each
-    of the 4 targets (appendix C): (4, D + 1), the bias last.
-
-    As rcnn_train_bbox_regressor.m: the features get a constant 1 for the bias, and the
-    targets are centred (their means come back as the bias; scaling them as well, as that
-    code does, would change nothing, ridge being linear in its targets). Solved in the dual,
-    w = X^T (X X^T + lam I)^-1 T, when there are fewer samples than dimensions, else in the
-    primal, w = (X^T X + lam I)^-1 X^T T: the smaller of the two systems.
-    """
-    x = torch.cat([features.double(), features.new_ones(len(features), 1).double()], dim=1)
-    mean = targets.double().mean(dim=0)
-    centred = targets.double() - mean
-    samples, dims = x.shape
-    if samples < dims:
-        gram = x @ x.T + lam * torch.eye(samples, dtype=x.dtype)
-        weights = x.T @ torch.linalg.solve(gram, centred)
-    else:
-        gram = x.T @ x + lam * torch.eye(dims, dtype=x.dtype)
-        weights = torch.linalg.solve(gram, x.T @ centred)
-    weights[-1] += mean
-    return weights.T.float()
 
 
 def ground_truth(target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

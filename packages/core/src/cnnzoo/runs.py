@@ -247,12 +247,16 @@ class RunCLI(LightningCLI):
         if clock is not None and clock.stopped_for_time:  # tested when the last sitting ends
             return
         checkpoint = self.trainer.checkpoint_callback
-        which = self.config.fit.get("test_ckpt", "best")
+        which = self.test_checkpoint()
         if checkpoint is None:
             path = ""
         else:
             path = checkpoint.best_model_path if which == "best" else checkpoint.last_model_path
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+
+    def test_checkpoint(self) -> Literal["best", "last"]:
+        """Which checkpoint `fit` tests: --test_ckpt."""
+        return self.config.fit.get("test_ckpt", "best")
 
     def exit_status(self) -> int:
         """0, or SITTING_ENDED (75) when `fit` stopped for its sitting's time: run again."""
