@@ -220,3 +220,27 @@ def test_explain_transformer_refuses_a_model_without_one(tmp_path, capsys):
     assert "lenet5_relu has no spatial transformer" in capsys.readouterr().err
     with pytest.raises(NoSpatialTransformerError, match="nothing to show"):
         find_transformer(create_model("cnn_mnist_rts"), "cnn_mnist_rts")
+
+
+@pytest.mark.parametrize(
+    ("name", "reported"), [("cnn_mnist_rts", 2.78), ("st_cnn_aff_mnist_rts", 2.02)]
+)
+def test_the_shipped_rts_weights_give_the_reported_error(name, reported, mnist_root):
+    """`pretrained=True` loads the weights of the reproduction row, shipped with the plugin;
+    on the first 2,000 RTS test digits their error is the row's, give or take the sample."""
+    from cnnzoo_data.distorted_mnist import DISTORTION_STATS, distort_digits
+    from torchvision.datasets import MNIST
+
+    mnist = MNIST(str(mnist_root), train=False)
+    digits, labels = mnist.data[:2000].unsqueeze(1), mnist.targets[:2000]
+    images = distort_digits(digits, "rts", "test").float() / 255
+    (mean,), (std,) = DISTORTION_STATS["rts"]
+    model = create_model(name, pretrained=True).eval()
+    assert model.card.weights[0].mean == (mean,)
+    with torch.no_grad():
+        predictions = model((images - mean) / std).argmax(1)
+    error = 100 * (predictions != labels).float().mean().item()
+    assert error < reported + 1.5
+    untrained = create_model(name).eval()
+    with torch.no_grad():
+        assert (untrained((images - mean) / std).argmax(1) != labels).float().mean() > 0.5

@@ -16,6 +16,8 @@ from collections import OrderedDict
 
 import torch
 from cnnzoo import ClassifierNet, FeatureInfo, ModelCard, PublishedError, variant
+from cnnzoo.card import PretrainedWeights
+from cnnzoo_data.distorted_mnist import DISTORTION_STATS
 from torch import nn
 
 from cnnzoo_stn.network import SpatialTransformerNet
@@ -92,6 +94,19 @@ CNN_PARAMS = 2_624 + 50_208 + 8_010
 LOCALISATION_PARAMS = 520 + 10_020 + 6_420 + 126
 
 
+def rts_weights(name: str, error: float) -> PretrainedWeights:
+    """The weights of our RTS reproduction, shipped with this package (`pretrained=True`)."""
+    mean, std = DISTORTION_STATS["rts"]
+    return PretrainedWeights(
+        source="cnnzoo",
+        name=f"{name}.mnist_rts",
+        mean=mean,
+        std=std,
+        file=f"cnnzoo_stn:weights/{name}.safetensors",
+        trained_by=f"cnnzoo reproduce {name} (docs/results.md: {error}% test error)",
+    )
+
+
 @variant(
     ModelCard(
         paper=PAPER,
@@ -105,6 +120,7 @@ LOCALISATION_PARAMS = 520 + 10_020 + 6_420 + 126
         "conv2 50,208, classifier 8,010)",
         published_errors=(CNN_RTS,),
         recipe="cnn_mnist_rts",
+        weights=(rts_weights("cnn_mnist_rts", 2.78),),
         fixed_input_size=True,
         notes="The baseline CNN of Table 1 on the RTS digits. " + NOT_CONFIRMED,
     )
@@ -127,6 +143,7 @@ def cnn_mnist_rts(num_classes: int = 10, in_chans: int = 1) -> DistortedMNISTCNN
         "localisation net's 17,086 (conv 520, conv 10,020, fc 6,420, regression 126)",
         published_errors=(ST_CNN_AFF_RTS,),
         recipe="st_cnn_aff_mnist_rts",
+        weights=(rts_weights("st_cnn_aff_mnist_rts", 2.02),),
         fixed_input_size=True,
         notes="The ST-CNN Aff of Table 1 on the RTS digits: an affine spatial transformer "
         "(bilinear sampling, V at 42x42, starting at the identity) before the CNN. "
