@@ -163,3 +163,24 @@ def test_a_proposal_method_without_proposals_says_how_to_get_them(coco128):
         detector(batch[0])
     with pytest.raises(ValueError, match=r"proposals must be 'none'.*'selective_search'"):
         proposal_data(coco128, proposals="edge_boxes")
+
+
+def test_selective_search_runs_in_prepare_data_and_setup_reads_its_cache(coco128, monkeypatch):
+    """Lightning prepares data in one process a machine: the proposals are computed there,
+    and every process's setup (DDP's others included) reads them from the cache."""
+    import cnnzoo_detect.proposals as proposals
+
+    first = proposal_data(coco128, max_proposals=50)
+    first.prepare_data()
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("selective search ran again")
+
+    monkeypatch.setattr(proposals, "selective_search", no_search)
+    other = proposal_data(coco128, max_proposals=50)
+    other.setup("fit")
+    for stage in ("train", "val"):
+        for ours, theirs in zip(
+            first.datasets[stage].base.images, other.datasets[stage].base.images, strict=True
+        ):
+            assert torch.equal(ours.proposals, theirs.proposals)

@@ -397,6 +397,13 @@ class DetectionDataModule(L.LightningDataModule):
             )
         return self.datasets[stage]
 
+    def prepare_data(self) -> None:
+        # Selective search runs in the one process a machine prepares data in (Lightning's
+        # rank 0), into the cache; under DDP the other processes read it in setup.
+        if self.proposals != "none":
+            state = self.trainer.state.fn if self.trainer is not None else None
+            self.setup(state.value if state is not None else None)
+
     def setup(self, stage: str | None = None) -> None:
         needed = {
             "fit": ("train", "val"),
