@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree.ElementTree import parse as parse_xml
@@ -25,13 +24,13 @@ import torch
 from cnnzoo import DatasetError
 from cnnzoo_data.datamodule import default_num_workers
 from cnnzoo_data.sampling import EpochDataLoader, EpochSampler, EvalSampler, TransformedDataset
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.datasets import VOCDetection
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from cnnzoo_detect.images import AnnotatedImage, load_rgb
 from cnnzoo_detect.proposals import SearchMode, proposal_cache_path, proposals_for
 
 InvalidBoxes = Literal["error", "drop"]
@@ -47,21 +46,6 @@ VOC_CLASSES = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
-
-
-@dataclass
-class AnnotatedImage:
-    """One image file and its objects, in the file's pixel coordinates."""
-
-    path: Path
-    image_id: int
-    width: int
-    height: int
-    boxes: list[list[float]] = field(default_factory=list)  # x1, y1, x2, y2
-    labels: list[int] = field(default_factory=list)  # contiguous, 1..K
-    crowd: list[bool] = field(default_factory=list)  # COCO iscrowd, VOC difficult
-    names: list[str] = field(default_factory=list)  # each annotation, for error messages
-    proposals: torch.Tensor | None = None  # (N, 4) region proposals, for R-CNN and Fast R-CNN
 
 
 def check_boxes(
@@ -213,14 +197,6 @@ def load_voc(root: Path, year: str, image_set: str, download: bool) -> list[Anno
             image.names.append(f"object {k} ({obj['name']})")
         images.append(image)
     return images
-
-
-def load_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"cannot decode image {path}: {exc}. Remove or replace it.") from exc
 
 
 class DetectionImages(Dataset):

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -33,12 +33,7 @@ from torchvision.ops import remove_small_boxes
 from torchvision.transforms.v2.functional import pil_to_tensor
 from tqdm.auto import tqdm
 
-# data.py imports this module to give its images their proposals: its loader is read
-# through the module object, which is bound even while data.py is still loading.
-from cnnzoo_detect import data
-
-if TYPE_CHECKING:
-    from cnnzoo_detect.data import AnnotatedImage
+from cnnzoo_detect.images import AnnotatedImage, load_rgb
 
 SearchMode = Literal["fast", "quality"]
 MODES = get_args(SearchMode)
@@ -278,7 +273,7 @@ class ProposalCache:
 
 
 def _search_file(image: AnnotatedImage, mode: SearchMode, max_proposals: int) -> torch.Tensor:
-    pixels = pil_to_tensor(data.load_rgb(image.path))
+    pixels = pil_to_tensor(load_rgb(image.path))
     height, width = pixels.shape[1:]
     if (height, width) != (image.height, image.width):
         raise ProposalError(
