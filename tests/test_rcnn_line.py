@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cnnzoo import CnnzooError
 from cnnzoo_detect import CocoDataModule, Detector
 from cnnzoo_detect.proposals import ProposalError, proposal_cache_path
 
@@ -184,3 +185,18 @@ def test_selective_search_runs_in_prepare_data_and_setup_reads_its_cache(coco128
             first.datasets[stage].base.images, other.datasets[stage].base.images, strict=True
         ):
             assert torch.equal(ours.proposals, theirs.proposals)
+
+
+@pytest.mark.bad_input
+def test_rcnn_under_ddp_is_refused_before_training_with_what_to_do():
+    """Each process would fit its SVMs on its own share of the images: refused at the start
+    of fit, not after the fine-tuning."""
+    from types import SimpleNamespace
+
+    detector = Detector(BACKBONE, method="rcnn", num_classes=3, rcnn=SMALL_RCNN)
+    detector._trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(CnnzooError, match=r"in one process.*this run has 2.*fit_rcnn_classifiers"):
+        detector.on_fit_start()
+    fast = Detector(BACKBONE, method="fast_rcnn", num_classes=3, representation_size=64)
+    fast._trainer = SimpleNamespace(world_size=2)
+    fast.on_fit_start()  # Fast R-CNN trains under DDP as Faster R-CNN does

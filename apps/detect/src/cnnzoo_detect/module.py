@@ -252,6 +252,16 @@ class Detector(L.LightningModule):
             self.log_dict(logged | {"train/loss": loss.detach()}, batch_size=len(images))
         return loss
 
+    def on_fit_start(self) -> None:
+        if self.method == "rcnn" and self.trainer.world_size > 1:
+            # Each process would fit its SVMs on its own share of the images.
+            raise CnnzooError(
+                f"R-CNN fits its SVMs and box regressors in one process, after fine-tuning; "
+                f"this run has {self.trainer.world_size}. Train R-CNN on one device, or "
+                f"fine-tune with DDP and then call detector.fit_rcnn_classifiers("
+                f"datamodule.feature_dataloader()) in one process."
+            )
+
     def on_train_epoch_end(self) -> None:
         # R-CNN's SVMs and box regressors are fit on the fine-tuned network's features after
         # its last epoch (§2.3), before the last checkpoint is written, so that it holds them.
