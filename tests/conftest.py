@@ -44,6 +44,15 @@ def mnist_root(shared_data: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def coco128(shared_data: Path) -> Path:
+    """COCO128: 128 COCO train2017 images with their annotations, in COCO's layout."""
+    root = shared_data / "coco128"
+    if not (root / "annotations" / "instances_train2017.json").is_file():
+        pytest.skip(f"COCO128 is not at {root}")
+    return root
+
+
 @pytest.fixture
 def make_trainer(tmp_path: Path) -> Callable[..., L.Trainer]:
     """Quiet CPU trainers writing into tmp_path; keyword arguments override the settings."""

@@ -34,14 +34,6 @@ FEW_PROPOSALS = {
 }
 
 
-@pytest.fixture(scope="session")
-def coco128(shared_data: Path) -> Path:
-    root = shared_data / "coco128"
-    if not (root / "annotations" / "instances_train2017.json").is_file():
-        pytest.skip(f"COCO128 is not at {root}")
-    return root
-
-
 def coco_subset(coco128: Path, folder: Path, image_ids: list[int], edit=None) -> Path:
     """A COCO root holding only some of COCO128's images (the files themselves linked),
     its annotations optionally edited by `edit(data)`."""

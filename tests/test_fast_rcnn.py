@@ -5,7 +5,6 @@ prediction, truncated SVD (§3.1), detections, errors, and a short run on COCO12
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -248,14 +247,6 @@ def test_truncated_svd_refuses_a_rank_it_cannot_keep():
     model.compress(fc6_rank=64, fc7_rank=16)
     with pytest.raises(CompressionError, match="compressed already"):
         model.compress()
-
-
-@pytest.fixture(scope="module")
-def coco128(shared_data: Path) -> Path:
-    root = shared_data / "coco128"
-    if not (root / "annotations" / "instances_train2017.json").is_file():
-        pytest.skip(f"COCO128 is not at {root}")
-    return root
 
 
 def test_loss_falls_on_two_coco128_images(coco128):

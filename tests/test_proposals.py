@@ -29,14 +29,6 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 LONGER_SIDE = 160  # selective search takes ~0.1 s at this size
 
 
-@pytest.fixture(scope="module")
-def coco128(shared_data: Path) -> Path:
-    root = shared_data / "coco128"
-    if not (root / "annotations" / "instances_train2017.json").is_file():
-        pytest.skip(f"COCO128 is not at {root}")
-    return root
-
-
 def shrunk_coco128(coco128: Path, folder: Path, longer_side: int, count: int):
     """COCO128's first `count` images with objects, resized to `longer_side` px and saved
     into `folder`, their boxes scaled with them."""

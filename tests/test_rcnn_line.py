@@ -19,14 +19,6 @@ SMALL = {"min_size": 128, "max_size": 224}
 SMALL_RCNN = {"warp_size": 64, "region_batch": 64}
 
 
-@pytest.fixture(scope="module")
-def coco128(shared_data: Path) -> Path:
-    root = shared_data / "coco128"
-    if not (root / "annotations" / "instances_train2017.json").is_file():
-        pytest.skip(f"COCO128 is not at {root}")
-    return root
-
-
 @pytest.fixture(autouse=True)
 def proposal_cache(tmp_path_factory, monkeypatch) -> Path:
     """Proposal files go to a folder of the test session's, not the user's cache."""
